@@ -1,0 +1,69 @@
+"""Run a DCP job on this machine, with no scheduler: ``dcp_worker.localexec.run``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from dcp_worker.jsvalues import from_json, to_json
+from dcp_worker.localexec.runner import run_slices, sandbox_count, sandbox_limits
+from dcp_worker.supervisor.job import JobSpec, Module
+from dcp_worker.supervisor.pool import SliceOutcome
+
+__all__ = ["ConsoleHandler", "run"]
+
+ConsoleHandler = Callable[[int, str, str], None]
+"""Called with (slice number, level, text) for each line a work function logs."""
+
+
+def print_to_stderr(slice_number: int, level: str, text: str) -> None:
+    prefix = "" if level in ("log", "info", "debug") else f"{level}: "
+    print(f"[slice {slice_number}] {prefix}{text}", file=sys.stderr)
+
+
+def run(
+    work_function_source: str,
+    inputs: Iterable[Any],
+    args: Sequence[Any] = (),
+    *,
+    cores: int | None = None,
+    modules: Mapping[str, str] | None = None,
+    slice_timeout: float | None = None,
+    memory_mb: int | None = None,
+    on_console: ConsoleHandler | None = print_to_stderr,
+) -> list[Any]:
+    """Run ``work_function_source`` on each input, in parallel sandboxes, and return the results.
+
+    Each input is one slice; the list holds the slices' results in input order. A slice that
+    failed holds a ``dcp_worker.errors.SliceError`` instead of a result (it is not raised).
+    ``modules`` maps names for ``require()`` to CommonJS sources. ``cores`` defaults to the
+    machine's cores, ``slice_timeout`` to 300 s and ``memory_mb`` to 1024. Values map between
+    Python and JavaScript as ``dcp_worker.jsvalues`` describes.
+
+    Raises ``WorkFunctionError`` if the work function or a module does not compile,
+    ``UsageError`` (a ``ValueError``) for a bad option, ``TypeError`` for an input or
+    argument JavaScript cannot receive.
+    """
+    job = JobSpec(
+        work_function=work_function_source,
+        arguments=to_json(list(args)),
+        modules={name: Module(source, f"{name}.js") for name, source in (modules or {}).items()},
+    )
+    encoded = [to_json(value) for value in inputs]
+    results: list[Any] = [None] * len(encoded)
+
+    def collect(outcome: SliceOutcome) -> None:
+        if on_console is not None:
+            for level, text in outcome.console:
+                on_console(outcome.number, level, text)
+        results[outcome.number - 1] = outcome.error if outcome.error else from_json(outcome.value)
+
+    run_slices(
+        job,
+        encoded,
+        sandboxes=sandbox_count(cores),
+        limits=sandbox_limits(slice_timeout, memory_mb),
+        report=collect,
+    )
+    return results

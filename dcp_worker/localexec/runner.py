@@ -1,0 +1,47 @@
+"""Running a job's slices on this machine: the part the CLI and the Python API share."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dcp_worker.errors import UsageError
+from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool, SliceOutcome
+
+DEFAULT_SLICE_TIMEOUT_SECONDS = 300.0
+DEFAULT_MEMORY_MB = 1024
+MINIMUM_MEMORY_MB = 16
+
+
+def sandbox_count(cores: int | None) -> int:
+    if cores is None:
+        return os.cpu_count() or 1
+    if cores < 1:
+        raise UsageError(f"cores must be at least 1, not {cores}")
+    return cores
+
+
+def sandbox_limits(slice_timeout: float | None, memory_mb: int | None) -> SandboxLimits:
+    timeout = DEFAULT_SLICE_TIMEOUT_SECONDS if slice_timeout is None else slice_timeout
+    memory = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
+    if not timeout > 0:
+        raise UsageError(f"slice timeout must be a positive number of seconds, not {slice_timeout}")
+    if memory < MINIMUM_MEMORY_MB:
+        raise UsageError(f"memory cap must be at least {MINIMUM_MEMORY_MB} MB, not {memory_mb}")
+    return SandboxLimits(slice_timeout=timeout, memory_mb=memory)
+
+
+def run_slices(
+    job: JobSpec,
+    inputs: Sequence[Any],
+    *,
+    sandboxes: int,
+    limits: SandboxLimits,
+    report: Callable[[SliceOutcome], None],
+) -> None:
+    """Run slice N on ``inputs[N-1]`` (tagged JSON) for every N; ``report`` each outcome."""
+    pool = SandboxPool(job, sandboxes=sandboxes, limits=limits)
+    asyncio.run(pool.run(enumerate(inputs, start=1), report))

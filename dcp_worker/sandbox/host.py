@@ -1,0 +1,173 @@
+"""The sandbox host: one V8 isolate in a process of its own, driven by a supervisor.
+
+A supervisor starts this module as a subprocess and talks to it over its standard input and
+output with length-prefixed JSON frames (see ``framing``). Whatever the job does to this
+process (a wedged isolate, a memory bomb, a V8 crash) ends only this process; the
+supervisor sees the channel close and starts another host.
+
+Messages, supervisor to host:
+  {"op": "assign", "job": {...}}        -> {"op": "assigned"} or {"op": "assignError", "error": {...}}
+  {"op": "run", "slices": [[n, datum]]} -> {"op": "results", "results": [report, ...]}
+  {"op": "exit"}                         -> the process exits
+A report is built by ``runtime.js`` (see ``finishSlice`` there). When the isolate's heap limit
+is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits.
+
+This module imports nothing from the rest of the package but ``framing`` and ``limits``, so a
+host starts quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from dcp_worker.sandbox import limits
+from dcp_worker.sandbox.framing import read_frame, write_frame
+
+SCRIPTS = ("encoding.js", "runtime.js")
+PARSE_LOCATION = re.compile(r"^[^\n]*?:(\d+): (.*)$", re.MULTILINE)
+
+
+class Channel:
+    """The host's end of its channel; stdout is pointed at stderr so stray writes can't corrupt it."""
+
+    def __init__(self) -> None:
+        self.read_fd = os.dup(0)
+        self.write_fd = os.dup(1)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(2, 1)
+
+    def receive(self) -> dict[str, Any]:
+        message = orjson.loads(read_frame(self.read_fd))
+        if not isinstance(message, dict):
+            raise ValueError("expected a JSON object")
+        return message
+
+    def send(self, message: dict[str, Any]) -> None:
+        write_frame(self.write_fd, orjson.dumps(message))
+
+    def send_raw(self, body: bytes) -> None:
+        write_frame(self.write_fd, body)
+
+
+def js_string(text: str) -> str:
+    """A JavaScript string literal for ``text`` (JSON's string syntax is JavaScript's)."""
+    return orjson.dumps(text).decode()
+
+
+def describe_compile_error(error: Exception, filename: str) -> dict[str, Any]:
+    """Turn mini-racer's "<anonymous>:LINE: SyntaxError: ..." into a located error."""
+    text = str(error)
+    match = PARSE_LOCATION.search(text)
+    if match is None:
+        name, _, message = text.partition(": ")
+        return {"name": name or "Error", "message": message.strip(), "file": filename}
+    name, _, message = match.group(2).partition(": ")
+    return {"name": name, "message": message.strip(), "file": filename, "line": int(match.group(1))}
+
+
+class Sandbox:
+    """A mini-racer isolate loaded with the DCP runtime and one job."""
+
+    def __init__(self, memory_mb: int) -> None:
+        from py_mini_racer import MiniRacer, init_mini_racer
+
+        init_mini_racer(flags=limits.v8_flags(memory_mb), ignore_duplicate_init=True)
+        self.racer = MiniRacer()
+        package = resources.files("dcp_worker.sandbox") / "js"
+        for script in SCRIPTS:
+            self.racer.eval((package / script).read_text(encoding="utf-8"))
+        if memory_mb:
+            self.racer.set_hard_memory_limit(memory_mb << 20)
+
+    def assign(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """Compile the work function and modules; return an error description or None."""
+        from py_mini_racer import JSEvalException
+
+        modules: dict[str, dict[str, str]] = job.get("modules", {})
+        for name, module in modules.items():
+            filename = module["filename"]
+            script = (
+                f"__dcpHost.defineModule({js_string(name)}, function (exports, require, module) {{"
+                f"{module['source']}\n}});\n//# sourceURL={filename}"
+            )
+            try:
+                self.racer.eval(script)
+            except JSEvalException as error:
+                return describe_compile_error(error, filename)
+        filename = job["filename"]
+        script = (
+            f'"use strict";__dcpHost.setWorkFunction(({job["workFunction"]}\n));\n'
+            f"//# sourceURL={filename}"
+        )
+        try:
+            self.racer.eval(script)
+            self.racer.eval(f"__dcpHost.configure({js_string(orjson.dumps(job['config']).decode())})")
+        except JSEvalException as error:
+            return describe_compile_error(error, filename)
+        return None
+
+    def run(self, slices: list[Any]) -> str:
+        from py_mini_racer import JSPromise
+
+        outcome = self.racer.eval(f"__dcpHost.runBatch({js_string(orjson.dumps(slices).decode())})")
+        if isinstance(outcome, JSPromise):
+            outcome = outcome.get()
+        if not isinstance(outcome, str):
+            raise TypeError(f"runtime returned {type(outcome).__name__}, not a report")
+        return outcome
+
+    def close(self) -> None:
+        self.racer.close()
+
+
+def serve(channel: Channel, sandbox: Sandbox) -> None:
+    from py_mini_racer import JSOOMException
+
+    while True:
+        try:
+            message = channel.receive()
+        except EOFError:
+            return
+        op = message.get("op")
+        if op == "run":
+            try:
+                report = sandbox.run(message["slices"])
+            except JSOOMException as error:
+                channel.send({"op": "fatal", "kind": "memory", "message": str(error)})
+                return
+            channel.send_raw(b'{"op":"results","results":' + report.encode() + b"}")
+        elif op == "assign":
+            error = sandbox.assign(message["job"])
+            channel.send({"op": "assigned"} if error is None else {"op": "assignError", "error": error})
+        elif op == "exit":
+            return
+        else:
+            raise ValueError(f"unknown operation {op!r}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="dcp-worker sandbox-host")
+    parser.add_argument("--memory-mb", type=int, default=0)
+    options = parser.parse_args(argv)
+    channel = Channel()
+    sandbox = Sandbox(options.memory_mb)
+    limits.cap_process_memory(options.memory_mb)
+    try:
+        serve(channel, sandbox)
+    finally:
+        sandbox.close()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

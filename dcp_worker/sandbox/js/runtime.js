@@ -1,0 +1,590 @@
+// The world a DCP work function sees (DCP's map-basic worktime), written for a bare V8 isolate.
+// Evaluated once per isolate, after encoding.js. It installs the job-facing globals (console,
+// progress, work, require, module, timers, queueMicrotask) and one entry point for the sandbox
+// host, `__dcpHost`. Everything the harness relies on is captured here, before job code runs, so
+// a work function that rewrites built-ins can only spoil its own results.
+(function () {
+  'use strict';
+
+  const global = globalThis;
+  const { defineProperty, freeze, keys: objectKeys, is: sameValue } = Object;
+  const { apply } = Reflect;
+  const { isArray } = Array;
+  const { isView } = ArrayBuffer;
+  const JSONparse = JSON.parse;
+  const JSONstringify = JSON.stringify;
+  const dateNow = Date.now;
+  const dateGetTime = Date.prototype.getTime;
+  const dateToISOString = Date.prototype.toISOString;
+  const errorCaptureStack = (e) => (typeof e.stack === 'string' ? e.stack : undefined);
+  const numberIsNaN = Number.isNaN;
+  const numberIsFinite = Number.isFinite;
+  const StringCtor = String;
+  const SymbolCtor = Symbol;
+  const BigIntCtor = BigInt;
+  const MapCtor = Map;
+  const SetCtor = Set;
+  const mapEntries = Map.prototype.entries;
+  const setValues = Set.prototype.values;
+  const arrayPush = Array.prototype.push;
+  const arrayJoin = Array.prototype.join;
+  const stringSlice = String.prototype.slice;
+  const stringEndsWith = String.prototype.endsWith;
+  const stringStartsWith = String.prototype.startsWith;
+  const regexpTest = RegExp.prototype.test;
+  const promiseResolve = Promise.resolve.bind(Promise);
+  const promiseThen = Promise.prototype.then;
+  const waitAsync = Atomics.waitAsync;
+  const indirectEval = eval;
+  const base64Encode = global.btoa;
+  const base64Decode = global.atob;
+  const fromCharCode = String.fromCharCode;
+  const charCodeAt = String.prototype.charCodeAt;
+  const typedArrayTag = Object.getOwnPropertyDescriptor(
+    Object.getPrototypeOf(Int8Array.prototype), Symbol.toStringTag).get;
+  const typedArrayBuffer = Object.getOwnPropertyDescriptor(
+    Object.getPrototypeOf(Int8Array.prototype), 'buffer').get;
+  const typedArrayByteOffset = Object.getOwnPropertyDescriptor(
+    Object.getPrototypeOf(Int8Array.prototype), 'byteOffset').get;
+  const typedArrayByteLength = Object.getOwnPropertyDescriptor(
+    Object.getPrototypeOf(Int8Array.prototype), 'byteLength').get;
+  const TYPED_ARRAYS = {
+    Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
+    Float32Array, Float64Array, BigInt64Array, BigUint64Array,
+  };
+  if (typeof global.Float16Array === 'function') TYPED_ARRAYS.Float16Array = global.Float16Array;
+  const MEMORY_ERROR = /Array buffer allocation failed|Unable to grow instance memory|Cannot allocate Wasm memory|could not allocate memory|Out of memory/i;
+  const TAG = '$dcp';
+
+  // Installs a global as the web platform does: writable, configurable, not enumerable. A few
+  // names (mini-racer's own setTimeout) were declared with `var` and can only be overwritten.
+  function hide(name, value) {
+    const existing = Object.getOwnPropertyDescriptor(global, name);
+    if (existing !== undefined && !existing.configurable) global[name] = value;
+    else defineProperty(global, name, { value, writable: true, enumerable: false, configurable: true });
+  }
+
+  // ---- tagged JSON: JS values JSON cannot hold (see README, "Values that JSON cannot hold") ----
+
+  function bytesToBase64(bytes) {
+    const parts = [];
+    for (let i = 0; i < bytes.length; i += 8192) {
+      const end = i + 8192 < bytes.length ? i + 8192 : bytes.length;
+      let chunk = '';
+      for (let j = i; j < end; j++) chunk += fromCharCode(bytes[j]);
+      arrayPush.call(parts, chunk);
+    }
+    return base64Encode(apply(arrayJoin, parts, ['']));
+  }
+
+  function base64ToBytes(text) {
+    const binary = base64Decode(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = apply(charCodeAt, binary, [i]);
+    return bytes;
+  }
+
+  function viewBytes(view) {
+    return new Uint8Array(typedArrayBuffer.call(view), typedArrayByteOffset.call(view),
+      typedArrayByteLength.call(view));
+  }
+
+  function encode(value, ancestors) {
+    switch (typeof value) {
+      case 'string': case 'boolean': return value;
+      case 'number':
+        if (numberIsFinite(value)) return sameValue(value, -0) ? { [TAG]: '-0' } : value;
+        return { [TAG]: numberIsNaN(value) ? 'NaN' : (value > 0 ? 'Infinity' : '-Infinity') };
+      case 'undefined': return { [TAG]: 'undefined' };
+      case 'bigint': return { [TAG]: 'bigint', value: StringCtor(value) };
+      case 'symbol': return { [TAG]: 'Symbol', description: value.description ?? null };
+      case 'function': return { [TAG]: 'Function', name: StringCtor(value.name) };
+    }
+    if (value === null) return null;
+    if (ancestors.has(value)) throw new TypeError('the value contains a circular reference');
+    ancestors.add(value);
+    try {
+      return encodeObject(value, ancestors);
+    } finally {
+      ancestors.delete(value);
+    }
+  }
+
+  function encodeObject(value, ancestors) {
+    if (isArray(value)) {
+      const out = new Array(value.length);
+      for (let i = 0; i < value.length; i++) {
+        out[i] = i in value ? encode(value[i], ancestors) : { [TAG]: 'undefined' };
+      }
+      return out;
+    }
+    if (isView(value)) {
+      if (value instanceof DataView) {
+        return { [TAG]: 'DataView', base64: bytesToBase64(new Uint8Array(value.buffer, value.byteOffset, value.byteLength)) };
+      }
+      return { [TAG]: typedArrayTag.call(value), base64: bytesToBase64(viewBytes(value)) };
+    }
+    if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) {
+      return { [TAG]: 'ArrayBuffer', base64: bytesToBase64(new Uint8Array(value)) };
+    }
+    if (value instanceof Date) {
+      const time = dateGetTime.call(value);
+      return { [TAG]: 'Date', value: numberIsNaN(time) ? null : dateToISOString.call(value) };
+    }
+    if (value instanceof RegExp) return { [TAG]: 'RegExp', source: value.source, flags: value.flags };
+    if (value instanceof MapCtor) {
+      const entries = [];
+      for (const [k, v] of apply(mapEntries, value, [])) {
+        arrayPush.call(entries, [encode(k, ancestors), encode(v, ancestors)]);
+      }
+      return { [TAG]: 'Map', entries };
+    }
+    if (value instanceof SetCtor) {
+      const values = [];
+      for (const v of apply(setValues, value, [])) arrayPush.call(values, encode(v, ancestors));
+      return { [TAG]: 'Set', values };
+    }
+    if (value instanceof Error) return { [TAG]: 'Error', ...describeError(value) };
+    if (value instanceof Number || value instanceof String || value instanceof Boolean
+        || value instanceof BigIntCtor) {
+      return encode(value.valueOf(), ancestors);
+    }
+    if (typeof value.toJSON === 'function') return encode(value.toJSON(), ancestors);
+    const out = {};
+    for (const key of objectKeys(value)) {
+      defineProperty(out, key, { value: encode(value[key], ancestors), enumerable: true, writable: true, configurable: true });
+    }
+    return TAG in out ? { [TAG]: 'object', value: out } : out;
+  }
+
+  function decode(value) {
+    if (value === null || typeof value !== 'object') return value;
+    if (isArray(value)) {
+      for (let i = 0; i < value.length; i++) value[i] = decode(value[i]);
+      return value;
+    }
+    if (!(TAG in value)) return decodeProperties(value);
+    const tag = value[TAG];
+    switch (tag) {
+      case 'undefined': return undefined;
+      case 'NaN': return NaN;
+      case 'Infinity': return Infinity;
+      case '-Infinity': return -Infinity;
+      case '-0': return -0;
+      case 'bigint': return BigIntCtor(value.value);
+      case 'Symbol': return SymbolCtor(value.description ?? undefined);
+      case 'Function': return undefined;
+      case 'ArrayBuffer': return base64ToBytes(value.base64).buffer;
+      case 'DataView': return new DataView(base64ToBytes(value.base64).buffer);
+      case 'Date': return new Date(value.value === null ? NaN : value.value);
+      case 'RegExp': return new RegExp(value.source, value.flags);
+      case 'Map': return new MapCtor(decode(value.entries));
+      case 'Set': return new SetCtor(decode(value.values));
+      case 'Error': {
+        const error = new Error(value.message);
+        if (value.name !== undefined) error.name = value.name;
+        if (value.stack !== undefined) error.stack = value.stack;
+        return error;
+      }
+      case 'object': return decodeProperties(value.value);
+    }
+    const Ctor = TYPED_ARRAYS[tag];
+    if (Ctor !== undefined) {
+      const bytes = base64ToBytes(value.base64);
+      if (bytes.length % Ctor.BYTES_PER_ELEMENT !== 0) {
+        throw new TypeError(`${tag} data is ${bytes.length} bytes, not a multiple of ${Ctor.BYTES_PER_ELEMENT}`);
+      }
+      return new Ctor(bytes.buffer);
+    }
+    throw new TypeError(`unknown ${TAG} tag ${JSONstringify(tag)}`);
+  }
+
+  function decodeProperties(object) {
+    for (const key of objectKeys(object)) {
+      const before = object[key];
+      const after = decode(before);
+      if (after !== before) {
+        defineProperty(object, key, { value: after, enumerable: true, writable: true, configurable: true });
+      }
+    }
+    return object;
+  }
+
+  // ---- console formatting (what a developer reads on stderr) ----
+
+  const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+  const MAX_ITEMS = 100;
+
+  function inspect(value, depth, seen) {
+    switch (typeof value) {
+      case 'string': return `'${value}'`;
+      case 'number': return sameValue(value, -0) ? '-0' : StringCtor(value);
+      case 'bigint': return `${value}n`;
+      case 'undefined': case 'boolean': return StringCtor(value);
+      case 'symbol': return value.toString();
+      case 'function': return `[Function: ${value.name || '(anonymous)'}]`;
+    }
+    if (value === null) return 'null';
+    if (seen.has(value)) return '[Circular]';
+    if (value instanceof Error) return errorCaptureStack(value) ?? `${value.name}: ${value.message}`;
+    if (value instanceof Date) {
+      return numberIsNaN(dateGetTime.call(value)) ? 'Invalid Date' : dateToISOString.call(value);
+    }
+    if (value instanceof RegExp) return StringCtor(value);
+    if (depth < 0) return isArray(value) ? '[Array]' : '[Object]';
+    seen.add(value);
+    try {
+      return inspectContainer(value, depth, seen);
+    } finally {
+      seen.delete(value);
+    }
+  }
+
+  function listItems(iterable, render) {
+    const items = [];
+    let count = 0;
+    for (const item of iterable) {
+      if (count++ < MAX_ITEMS) arrayPush.call(items, render(item));
+    }
+    if (count > MAX_ITEMS) arrayPush.call(items, `... ${count - MAX_ITEMS} more items`);
+    return items.length ? ` ${apply(arrayJoin, items, [', '])} ` : '';
+  }
+
+  function inspectContainer(value, depth, seen) {
+    const inner = (v) => inspect(v, depth - 1, seen);
+    if (isArray(value)) return `[${listItems(value, inner)}]`;
+    if (isView(value) && !(value instanceof DataView)) {
+      return `${typedArrayTag.call(value)}(${value.length}) [${listItems(value, inner)}]`;
+    }
+    if (value instanceof MapCtor) {
+      return `Map(${value.size}) {${listItems(apply(mapEntries, value, []), ([k, v]) => `${inner(k)} => ${inner(v)}`)}}`;
+    }
+    if (value instanceof SetCtor) return `Set(${value.size}) {${listItems(apply(setValues, value, []), inner)}}`;
+    const keys = objectKeys(value);
+    const render = (key) => `${apply(regexpTest, IDENTIFIER, [key]) ? key : `'${key}'`}: ${inner(value[key])}`;
+    return `{${listItems(keys, render)}}`;
+  }
+
+  function formatArguments(args) {
+    const parts = [];
+    for (const arg of args) {
+      let text;
+      try {
+        text = typeof arg === 'string' ? arg : inspect(arg, 2, new SetCtor());
+      } catch (e) {
+        text = '[uninspectable value]';
+      }
+      arrayPush.call(parts, text);
+    }
+    return apply(arrayJoin, parts, [' ']);
+  }
+
+  // ---- per-slice state ----
+
+  let current = null;          // the slice now running, or null
+  let consoleOutsideSlice = [];  // console lines logged between slices; they go to the next one
+
+  function record(level, text) {
+    arrayPush.call(current === null ? consoleOutsideSlice : current.console, [level, text]);
+  }
+
+  function reportUncaught(error) {
+    record('error', `Uncaught ${formatArguments([error])}`);
+  }
+
+  const consoleObject = {};
+  for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
+    consoleObject[level] = function (...args) { record(level, formatArguments(args)); };
+  }
+  hide('console', freeze(consoleObject));
+
+  function describeError(error) {
+    if (error !== null && typeof error === 'object') {
+      let name, message, stack;
+      try {
+        name = StringCtor(error.name ?? 'Error');
+        message = StringCtor(error.message ?? '');
+        stack = errorCaptureStack(error);
+      } catch (e) {
+        return { name: 'Error', message: '[an error whose properties cannot be read]' };
+      }
+      return stack === undefined ? { name, message } : { name, message, stack };
+    }
+    return { name: 'Error', message: `Uncaught ${formatArguments([error])}` };
+  }
+
+  // ---- progress() and work ----
+
+  function progress(value) {
+    const slice = current;
+    if (slice === null) return true;
+    slice.progressCalls++;
+    if (value === undefined) return true;
+    let percent;
+    if (typeof value === 'string' && apply(stringEndsWith, value, ['%'])) {
+      percent = Number(apply(stringSlice, value, [0, -1]));
+    } else {
+      percent = Number(value) * 100;
+    }
+    if (numberIsNaN(percent) || percent < 0 || percent > 100) {
+      record('warn', `progress(${formatArguments([value])}): expected a number from 0 to 1, or nothing`);
+    }
+    return true;
+  }
+  hide('progress', progress);
+
+  const jobPublic = {
+    name: 'Ad-Hoc Job',
+    description: 'Discreetly making the world smarter',
+    link: 'https://distributed.computer/about',
+  };
+  const work = {
+    emit(name, payload) {
+      if (typeof name !== 'string') throw new TypeError('work.emit(name, payload): name must be a string');
+      if (current === null) return;
+      arrayPush.call(current.events, [name, encode(payload, new SetCtor())]);
+    },
+    reject(reason) {
+      if (current !== null && current.rejected === null) {
+        current.rejected = reason === false ? 'false' : StringCtor(reason ?? '');
+      }
+    },
+    job: freeze({ public: jobPublic }),
+  };
+  hide('work', freeze(work));
+
+  // ---- CommonJS modules supplied with the job ----
+
+  const moduleFactories = new MapCtor();
+  const moduleRecords = new MapCtor();
+
+  function moduleName(id) {
+    let name = StringCtor(id);
+    while (apply(stringStartsWith, name, ['./'])) name = apply(stringSlice, name, [2]);
+    if (apply(stringEndsWith, name, ['.js'])) name = apply(stringSlice, name, [0, -3]);
+    return name;
+  }
+
+  function require(id) {
+    const name = moduleName(id);
+    const existing = moduleRecords.get(name);
+    if (existing !== undefined) return existing.exports;
+    const factory = moduleFactories.get(name);
+    if (factory === undefined) throw new Error(`Module '${id}' is not available.`);
+    const module = { id: name, exports: {} };
+    module.declare = function (dependencies, declared) {
+      apply(typeof dependencies === 'function' ? dependencies : declared, null, [require, module.exports, module]);
+    };
+    moduleRecords.set(name, module);
+    try {
+      apply(factory, module.exports, [module.exports, require, module]);
+    } catch (e) {
+      moduleRecords.delete(name);
+      throw e;
+    }
+    return module.exports;
+  }
+  hide('require', require);
+  hide('module', freeze({ id: '.', exports: {}, declare() {
+    throw new Error('module.declare is only available inside a module supplied with the job');
+  } }));
+
+  // ---- timers on a virtual event loop ----
+  // V8 alone has no macrotasks. Atomics.waitAsync resolves from a platform task, after the
+  // microtask queue has drained, so it serves as the loop's "next turn" and as its sleep.
+
+  const turnCell = new Int32Array(new SharedArrayBuffer(4));
+  const timers = new MapCtor();
+  let nextTimerId = 1;
+  let timerSequence = 0;
+
+  function nextTurn(ms) {
+    const wait = waitAsync(turnCell, 0, 0, ms > 0.001 ? ms : 0.001);
+    return wait.async ? wait.value : promiseResolve();
+  }
+
+  function addTimer(callback, delay, args, repeat) {
+    if (typeof callback === 'string') {
+      const code = callback;
+      callback = () => indirectEval(code);
+    } else if (typeof callback !== 'function') {
+      throw new TypeError('timer callback must be a function');
+    }
+    const ms = Number(delay) > 0 ? Number(delay) : 0;
+    const id = nextTimerId++;
+    timers.set(id, { callback, args, ms, repeat, due: dateNow() + ms, order: timerSequence++ });
+    return id;
+  }
+
+  function earliestTimer() {
+    let best = null;
+    for (const timer of timers.values()) {
+      if (best === null || timer.due < best.due || (timer.due === best.due && timer.order < best.order)) best = timer;
+    }
+    return best;
+  }
+
+  function fire(id, timer) {
+    if (timer.repeat) {
+      timer.due = dateNow() + (timer.ms > 1 ? timer.ms : 1);
+      timer.order = timerSequence++;
+    } else {
+      timers.delete(id);
+    }
+    try {
+      apply(timer.callback, global, timer.args);
+    } catch (e) {
+      reportUncaught(e);
+    }
+  }
+
+  function fireEarliestDue() {
+    const timer = earliestTimer();
+    if (timer === null || timer.due > dateNow()) return false;
+    for (const [id, candidate] of timers) {
+      if (candidate === timer) fire(id, timer);
+    }
+    return true;
+  }
+
+  // Timers left over from the previous slice run at the start of the next one, as in DCP.
+  function fireLeftoverTimers() {
+    if (timers.size === 0) return;
+    const now = dateNow();
+    for (const [id, timer] of [...timers]) {
+      if (timer.due <= now && timers.get(id) === timer) fire(id, timer);
+    }
+  }
+
+  hide('setTimeout', (callback, delay, ...args) => addTimer(callback, delay, args, false));
+  hide('setInterval', (callback, delay, ...args) => addTimer(callback, delay, args, true));
+  hide('setImmediate', (callback, ...args) => addTimer(callback, 0, args, false));
+  hide('clearTimeout', (id) => { timers.delete(id); });
+  hide('clearInterval', (id) => { timers.delete(id); });
+  hide('clearImmediate', (id) => { timers.delete(id); });
+  hide('queueMicrotask', (callback) => {
+    if (typeof callback !== 'function') throw new TypeError('queueMicrotask: callback must be a function');
+    apply(promiseThen, promiseResolve(), [() => {
+      try {
+        callback();
+      } catch (e) {
+        reportUncaught(e);
+      }
+    }]);
+  });
+  if ('__timer_manager' in global) global.__timer_manager = undefined;
+
+  // Runs the event loop until `promise` settles: microtasks, then due timers, then sleep.
+  async function settle(promise) {
+    let state = 0;
+    let outcome;
+    apply(promiseThen, promiseResolve(promise), [
+      (value) => { state = 1; outcome = value; },
+      (error) => { state = 2; outcome = error; },
+    ]);
+    let idleTurns = 0;
+    for (;;) {
+      await nextTurn(0);
+      if (state !== 0) return [state === 1, outcome];
+      if (fireEarliestDue()) {
+        idleTurns = 0;
+        continue;
+      }
+      const timer = earliestTimer();
+      // Sleep until the next timer, but briefly, since engine work (WebAssembly compilation)
+      // may settle the promise without any timer.
+      const quiet = idleTurns < 10 ? 2 ** idleTurns++ / 8 : 10;
+      const wait = timer === null ? quiet : timer.due - dateNow();
+      if (wait > 0) await nextTurn(wait < 10 ? wait : 10);
+    }
+  }
+
+  // ---- running slices ----
+
+  let workFunction = null;
+  let workArguments = [];
+
+  function beginSlice(number) {
+    current = { number, console: consoleOutsideSlice, events: [], progressCalls: 0, rejected: null };
+    consoleOutsideSlice = [];
+    fireLeftoverTimers();
+  }
+
+  function finishSlice(ok, value) {
+    const slice = current;
+    current = null;
+    const report = { n: slice.number, ok: true, progress: slice.progressCalls };
+    if (slice.rejected !== null) {
+      report.ok = false;
+      report.kind = 'reject';
+      report.error = { name: 'WorkReject', message: slice.rejected };
+    } else if (ok) {
+      try {
+        report.value = encode(value, new SetCtor());
+      } catch (e) {
+        report.ok = false;
+        report.kind = 'error';
+        report.error = { name: 'TypeError', message: `the result cannot be written: ${StringCtor(e.message)}` };
+      }
+    } else {
+      report.ok = false;
+      report.error = describeError(value);
+      const memory = value instanceof RangeError && apply(regexpTest, MEMORY_ERROR, [report.error.message]);
+      report.kind = memory ? 'memory' : 'error';
+    }
+    if (slice.console.length) report.console = slice.console;
+    if (slice.events.length) report.events = slice.events;
+    return report;
+  }
+
+  function isThenable(value) {
+    return value !== null && (typeof value === 'object' || typeof value === 'function')
+      && typeof value.then === 'function';
+  }
+
+  // Runs slices [index..] of `batch`; returns the JSON report, or a promise of it as soon as one
+  // slice turns out to be asynchronous.
+  function runFrom(batch, index, reports) {
+    for (; index < batch.length; index++) {
+      const [number, datum] = batch[index];
+      beginSlice(number);
+      let result;
+      try {
+        result = apply(workFunction, null, [decode(datum), ...workArguments]);
+        if (isThenable(result)) return finishAsync(batch, index, reports, result);
+      } catch (e) {
+        arrayPush.call(reports, finishSlice(false, e));
+        continue;
+      }
+      arrayPush.call(reports, finishSlice(true, result));
+    }
+    return JSONstringify(reports);
+  }
+
+  async function finishAsync(batch, index, reports, pending) {
+    const [ok, value] = await settle(pending);
+    arrayPush.call(reports, finishSlice(ok, value));
+    return runFrom(batch, index + 1, reports);
+  }
+
+  defineProperty(global, '__dcpHost', {
+    value: freeze({
+      setWorkFunction(fn) {
+        if (typeof fn !== 'function') {
+          throw new TypeError(`the work function must be a function expression, not ${typeof fn}`);
+        }
+        workFunction = fn;
+      },
+      defineModule(name, factory) { moduleFactories.set(name, factory); },
+      configure(json) {
+        const config = JSONparse(json);
+        workArguments = decode(config.arguments);
+        if (config.public) {
+          for (const key of objectKeys(config.public)) jobPublic[key] = config.public[key];
+        }
+        freeze(jobPublic);
+      },
+      runBatch(json) { return runFrom(JSONparse(json), 0, []); },
+    }),
+  });
+})();

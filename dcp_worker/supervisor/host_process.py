@@ -1,0 +1,154 @@
+"""The supervisor's handle on one sandbox-host subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import sys
+from typing import Any
+
+import orjson
+
+import dcp_worker
+from dcp_worker.errors import SandboxError, WorkFunctionError
+from dcp_worker.sandbox.framing import HEADER, encode_frame, frame_length
+from dcp_worker.supervisor.job import JobSpec
+
+START_TIMEOUT_SECONDS = 60.0
+EXIT_GRACE_SECONDS = 2.0
+STDERR_TAIL_LINES = 40
+OUT_OF_MEMORY_MARKERS = ("out of memory", "memory limit", "allocation failed")
+
+
+class HostTimeout(Exception):
+    """The host did not answer in time; it has been killed."""
+
+
+class HostDied(Exception):
+    """The host's channel closed before it answered."""
+
+    def __init__(self, reason: str, *, out_of_memory: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.out_of_memory = out_of_memory
+
+
+def host_command(memory_mb: int) -> list[str]:
+    return [sys.executable, "-m", "dcp_worker.sandbox.host", "--memory-mb", str(memory_mb)]
+
+
+def host_environment() -> dict[str, str]:
+    """Nothing of the supervisor's environment, only what finds this package."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(dcp_worker.__file__)))
+    return {"PYTHONPATH": package_parent, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+class SandboxHost:
+    """One running host. Use ``start``; always ``close`` (or ``kill``) it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, memory_mb: int) -> None:
+        self._process = process
+        self._memory_mb = memory_mb
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_reader = asyncio.create_task(self._drain_stderr())
+
+    @classmethod
+    async def start(cls, job: JobSpec, memory_mb: int) -> SandboxHost:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *host_command(memory_mb),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=host_environment(),
+            )
+        except OSError as error:
+            raise SandboxError(f"cannot start a sandbox host: {error}") from error
+        host = cls(process, memory_mb)
+        try:
+            reply = await host.request(job.assign_message(), START_TIMEOUT_SECONDS)
+        except (HostDied, HostTimeout) as failure:
+            await host.close()
+            raise SandboxError(f"the sandbox host failed to start: {failure}") from None
+        except BaseException:
+            await host.close()
+            raise
+        if reply.get("op") == "assignError":
+            await host.close()
+            error = reply["error"]
+            raise WorkFunctionError(error["name"], error["message"], error["file"], error.get("line"))
+        return host
+
+    async def _drain_stderr(self) -> None:
+        stream = self._process.stderr
+        assert stream is not None
+        while line := await stream.readline():
+            self._stderr_tail.append(line.decode("utf-8", "replace").rstrip())
+
+    async def request(self, body: bytes, timeout: float | None) -> dict[str, Any]:
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            stdin.write(encode_frame(body))
+            await stdin.drain()
+            async with asyncio.timeout(timeout):
+                reply = await stdout.readexactly(frame_length(await stdout.readexactly(HEADER.size)))
+        except TimeoutError:
+            await self.kill()
+            raise HostTimeout(f"no answer within {timeout:g} s") from None
+        except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
+            raise await self._death() from None
+        message = orjson.loads(reply)
+        if not isinstance(message, dict):
+            raise SandboxError("the sandbox host sent a message that is not an object")
+        if message.get("op") == "fatal":
+            await self.close()
+            raise HostDied(message.get("message", "fatal error"), out_of_memory=message.get("kind") == "memory")
+        return message
+
+    async def run(self, slices: list[tuple[int, Any]], timeout: float) -> list[dict[str, Any]]:
+        reply = await self.request(orjson.dumps({"op": "run", "slices": slices}), timeout)
+        results: list[dict[str, Any]] = reply["results"]
+        return results
+
+    async def _death(self) -> HostDied:
+        code = await self._process.wait()
+        await self._stderr_reader
+        tail = "\n".join(self._stderr_tail)
+        if code < 0:
+            how = f"killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with status {code}"
+        last_line = next((line for line in reversed(self._stderr_tail) if line.strip("# ")), "")
+        reason = f"the sandbox host {how}" + (f" ({last_line.strip('# ')})" if last_line else "")
+        out_of_memory = any(marker in tail.lower() for marker in OUT_OF_MEMORY_MARKERS) or (
+            # V8 aborts with a breakpoint trap when it cannot map memory under RLIMIT_DATA.
+            self._memory_mb > 0 and code == -signal.SIGTRAP
+        )
+        return HostDied(reason, out_of_memory=out_of_memory)
+
+    async def kill(self) -> None:
+        if self._process.returncode is None:
+            self._process.kill()
+        await self._process.wait()
+        await self._stderr_reader
+
+    async def close(self) -> None:
+        """Ask the host to exit; kill it if it does not."""
+        stdin = self._process.stdin
+        assert stdin is not None
+        if self._process.returncode is None:
+            try:
+                stdin.write(encode_frame(b'{"op":"exit"}'))
+                await stdin.drain()
+                stdin.close()
+                async with asyncio.timeout(EXIT_GRACE_SECONDS):
+                    await self._process.wait()
+            except (TimeoutError, ConnectionError, BrokenPipeError):
+                pass
+            except asyncio.CancelledError:
+                await asyncio.shield(self.kill())
+                raise
+        await self.kill()

@@ -1,0 +1,42 @@
+"""What a sandbox is assigned: a work function, its arguments and its modules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True)
+class Module:
+    source: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job as a sandbox runs it. ``arguments`` are in tagged JSON (see ``dcp_worker.jsvalues``)."""
+
+    work_function: str
+    filename: str = "work-function.js"
+    arguments: Sequence[Any] = ()
+    modules: Mapping[str, Module] = field(default_factory=dict)
+    public: Mapping[str, str] = field(default_factory=dict)
+
+    def assign_message(self) -> bytes:
+        return orjson.dumps(
+            {
+                "op": "assign",
+                "job": {
+                    "workFunction": self.work_function,
+                    "filename": self.filename,
+                    "modules": {
+                        name: {"source": module.source, "filename": module.filename}
+                        for name, module in self.modules.items()
+                    },
+                    "config": {"arguments": list(self.arguments), "public": dict(self.public)},
+                },
+            }
+        )
