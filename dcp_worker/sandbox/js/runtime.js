@@ -310,7 +310,7 @@
       }
       return stack === undefined ? { name, message } : { name, message, stack };
     }
-    return { name: 'Error', message: `Uncaught ${formatArguments([error])}` };
+    return { name: 'Error', message: `Uncaught ${inspect(error, 2, new SetCtor())}` };
   }
 
   // ---- progress() and work ----

@@ -1,0 +1,3 @@
+from dcp_worker.cli.main import run
+
+run()

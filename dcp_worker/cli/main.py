@@ -1,0 +1,55 @@
+"""The ``dcp-worker`` command line: a small typer app over the package's public APIs."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dcp_worker import __version__
+from dcp_worker.cli.localexec import localexec
+from dcp_worker.errors import DCPWorkerError
+
+app = typer.Typer(
+    name="dcp-worker",
+    help="A DCP worker: runs DCP work functions in locked-down V8 sandboxes.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+)
+app.command(no_args_is_help=True)(localexec)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dcp-worker {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """A DCP worker: runs DCP work functions in locked-down V8 sandboxes."""
+
+
+def fail(message: str, status: int = 2) -> None:
+    print(f"dcp-worker: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def run() -> None:
+    """Console-script entry point: every failure is one line on stderr, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(prog_name="dcp-worker", standalone_mode=False)
+    except DCPWorkerError as error:
+        fail(str(error))
+    except typer.TyperException as error:
+        fail(getattr(error, "format_message", error.__str__)(), getattr(error, "exit_code", 2))
+    except (KeyboardInterrupt, typer.Abort):
+        fail("interrupted", 130)
+    sys.exit(status if isinstance(status, int) else 0)
