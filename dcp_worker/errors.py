@@ -1,16 +1,16 @@
 """The exceptions this package raises, in one hierarchy a caller can catch.
 
-    DCPWorkerError
-    ├── UsageError             bad options or unreadable input (the CLI exits with status 2)
-    ├── JobError               the job cannot run at all
-    │   └── WorkFunctionError  the work function or a module does not compile
-    ├── SandboxError           a sandbox host could not be started
-    └── SliceError             one slice failed; returned in place of its result, not raised
-        ├── WorkFunctionException  the work function threw or its promise rejected
-        ├── SliceTimeoutError      the slice ran past its wall-clock limit
-        ├── MemoryLimitError       the slice's sandbox ran out of its memory cap
-        ├── SandboxCrashError      the sandbox host died for another reason
-        └── WorkRejectedError      the work function called work.reject()
+DCPWorkerError
+├── UsageError             bad options or unreadable input (the CLI exits with status 2)
+├── JobError               the job cannot run at all
+│   └── WorkFunctionError  the work function or a module does not compile
+├── SandboxError           a sandbox host could not be started
+└── SliceError             one slice failed; returned in place of its result, not raised
+    ├── WorkFunctionException  the work function threw or its promise rejected
+    ├── SliceTimeoutError      the slice ran past its wall-clock limit
+    ├── MemoryLimitError       the slice's sandbox ran out of its memory cap
+    ├── SandboxCrashError      the sandbox host died for another reason
+    └── WorkRejectedError      the work function called work.reject()
 """
 
 from __future__ import annotations

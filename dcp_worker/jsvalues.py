@@ -173,7 +173,9 @@ def to_json(value: Any, _active: frozenset[int] = frozenset()) -> Any:
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
-        return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else {TAG: "bigint", "value": str(value)}
+        return (
+            value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else {TAG: "bigint", "value": str(value)}
+        )
     if isinstance(value, float):
         if math.isnan(value):
             return {TAG: "NaN"}

@@ -119,24 +119,63 @@ HOST_PROBES = {
 @pytest.mark.parametrize("name", HOST_PROBES)
 def test_host_is_unreachable(name: str) -> None:
     [result] = run(f"async function () {{ progress(); return await ({HOST_PROBES[name]}); }}", [0])
-    assert result in {"undefined", "", "Module 'fs' is not available.", "SyntaxError", "TypeError", "Error"}, result
+    assert result in {
+        "undefined",
+        "",
+        "Module 'fs' is not available.",
+        "SyntaxError",
+        "TypeError",
+        "Error",
+    }, result
 
 
 def test_globals_are_the_documented_ones() -> None:
     source = "function () { progress(); return Object.getOwnPropertyNames(globalThis); }"
     [names] = run(source, [0])
     web = {
-        "console", "progress", "work", "require", "module", "setTimeout", "setInterval",
-        "setImmediate", "clearTimeout", "clearInterval", "clearImmediate", "queueMicrotask",
-        "TextEncoder", "TextDecoder", "atob", "btoa", "DOMException",
+        "console",
+        "progress",
+        "work",
+        "require",
+        "module",
+        "setTimeout",
+        "setInterval",
+        "setImmediate",
+        "clearTimeout",
+        "clearInterval",
+        "clearImmediate",
+        "queueMicrotask",
+        "TextEncoder",
+        "TextDecoder",
+        "atob",
+        "btoa",
+        "DOMException",
     }
     assert web <= set(names)
     unexpected = {
-        name for name in names
-        if name not in web and not name[0].isupper() and name not in {
-            "globalThis", "undefined", "NaN", "Infinity", "eval", "isFinite", "isNaN", "parseFloat",
-            "parseInt", "decodeURI", "decodeURIComponent", "encodeURI", "encodeURIComponent",
-            "escape", "unescape", "__dcpHost", "__timer_manager",
+        name
+        for name in names
+        if name not in web
+        and not name[0].isupper()
+        and name
+        not in {
+            "globalThis",
+            "undefined",
+            "NaN",
+            "Infinity",
+            "eval",
+            "isFinite",
+            "isNaN",
+            "parseFloat",
+            "parseInt",
+            "decodeURI",
+            "decodeURIComponent",
+            "encodeURI",
+            "encodeURIComponent",
+            "escape",
+            "unescape",
+            "__dcpHost",
+            "__timer_manager",
         }
     }
     assert unexpected == set()

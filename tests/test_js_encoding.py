@@ -132,9 +132,7 @@ def test_bare_isolate_lacks_the_globals(bare_racer: MiniRacer) -> None:
         assert bare_racer.eval(f"typeof globalThis[{js(name)}]") == "undefined"
 
 
-def test_only_expected_globals_are_added(
-    bare_racer: MiniRacer, encoding_source: str
-) -> None:
+def test_only_expected_globals_are_added(bare_racer: MiniRacer, encoding_source: str) -> None:
     names = "Object.getOwnPropertyNames(globalThis)"
     symbols = "Object.getOwnPropertySymbols(globalThis).map(String)"
     before = set(bare_racer.execute(names))
@@ -235,8 +233,7 @@ def test_encoder_encoding(mr: MiniRacer) -> None:
         ("\U00010000", [0xF0, 0x90, 0x80, 0x80]),
         ("\U0001f600", [0xF0, 0x9F, 0x98, 0x80]),
         ("\U0010ffff", [0xF4, 0x8F, 0xBF, 0xBF]),
-        ("a\u00e9\u20ac\U0001f600", [0x61, 0xC3, 0xA9, 0xE2, 0x82, 0xAC,
-                                     0xF0, 0x9F, 0x98, 0x80]),
+        ("a\u00e9\u20ac\U0001f600", [0x61, 0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x98, 0x80]),
         # Lone surrogates become U+FFFD (EF BF BD).
         ("\ud800", [0xEF, 0xBF, 0xBD]),
         ("\udbff", [0xEF, 0xBF, 0xBD]),
@@ -262,9 +259,7 @@ def test_encode_known_answers(mr: MiniRacer, text: str, expected: list[int]) -> 
         ("{ toString() { return 'x\u00e9'; } }", [0x78, 0xC3, 0xA9]),
     ],
 )
-def test_encode_argument_conversion(
-    mr: MiniRacer, argument: str, expected: list[int]
-) -> None:
+def test_encode_argument_conversion(mr: MiniRacer, argument: str, expected: list[int]) -> None:
     assert mr.execute(f"Array.from(new TextEncoder().encode({argument}))") == expected
 
 
@@ -320,9 +315,7 @@ def test_encode_returns_exactly_sized_uint8array(mr: MiniRacer) -> None:
         ("x\udc00\U0001f600", 8, 4, 8),
     ],
 )
-def test_encode_into(
-    mr: MiniRacer, source: str, size: int, read: int, written: int
-) -> None:
+def test_encode_into(mr: MiniRacer, source: str, size: int, read: int, written: int) -> None:
     result = mr.execute(
         f"""(() => {{
             const dest = new Uint8Array({size}).fill(0xAA);
@@ -385,21 +378,30 @@ def test_encode_into_requires_two_arguments(mr: MiniRacer) -> None:
 
 def test_encode_random_strings_match_python(mr: MiniRacer) -> None:
     rng = random.Random(20240611)
-    palette = [0x41, 0x7F, 0x80, 0x7FF, 0x800, 0xD7FF, 0xD800, 0xDBFF, 0xDC00,
-               0xDFFF, 0xE000, 0xFFFD, 0xFFFF, 0x10000, 0x1F600, 0x10FFFF]
-    texts = [
-        "".join(chr(rng.choice(palette)) for _ in range(rng.randint(0, 12)))
-        for _ in range(500)
+    palette = [
+        0x41,
+        0x7F,
+        0x80,
+        0x7FF,
+        0x800,
+        0xD7FF,
+        0xD800,
+        0xDBFF,
+        0xDC00,
+        0xDFFF,
+        0xE000,
+        0xFFFD,
+        0xFFFF,
+        0x10000,
+        0x1F600,
+        0x10FFFF,
     ]
-    results = mr.execute(
-        f"{js(texts)}.map((s) => Array.from(new TextEncoder().encode(s)))"
-    )
+    texts = ["".join(chr(rng.choice(palette)) for _ in range(rng.randint(0, 12))) for _ in range(500)]
+    results = mr.execute(f"{js(texts)}.map((s) => Array.from(new TextEncoder().encode(s)))")
     for text, result in zip(texts, results, strict=True):
         # JavaScript joins adjacent surrogate halves into one code point; do
         # the same, then replace what is left unpaired with U+FFFD.
-        normalized = text.encode("utf-16-le", "surrogatepass").decode(
-            "utf-16-le", "replace"
-        )
+        normalized = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
         assert result == list(normalized.encode("utf-8")), repr(text)
 
 
@@ -473,13 +475,10 @@ def test_decoder_label_conversion(mr: MiniRacer) -> None:
         ("{ fatal: 0, ignoreBOM: '' }", False, False),
     ],
 )
-def test_decoder_options(
-    mr: MiniRacer, options: str, fatal: bool, ignore_bom: bool
-) -> None:
+def test_decoder_options(mr: MiniRacer, options: str, fatal: bool, ignore_bom: bool) -> None:
     args = f"'utf-8', {options}" if options else ""
     result = mr.execute(
-        f"(() => {{ const d = new TextDecoder({args});"
-        " return [d.encoding, d.fatal, d.ignoreBOM]; })()"
+        f"(() => {{ const d = new TextDecoder({args}); return [d.encoding, d.fatal, d.ignoreBOM]; }})()"
     )
     assert result == ["utf-8", fatal, ignore_bom]
 
@@ -567,9 +566,7 @@ def test_decode_valid(mr: MiniRacer, data: bytes, expected: str) -> None:
 
 
 @pytest.mark.parametrize(("data", "expected"), MALFORMED_UTF8)
-def test_decode_malformed_replacement(
-    mr: MiniRacer, data: bytes, expected: str
-) -> None:
+def test_decode_malformed_replacement(mr: MiniRacer, data: bytes, expected: str) -> None:
     assert decode(mr, data) == expected
     # Cross-check the table itself against Python's codec.
     assert data.decode("utf-8", "replace") == expected
@@ -607,17 +604,37 @@ def test_fatal_decoder_is_reusable_after_error(mr: MiniRacer) -> None:
 
 def test_decode_random_bytes_match_python(mr: MiniRacer) -> None:
     rng = random.Random(8271)
-    palette = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1,
-               0xC2, 0xDF, 0xE0, 0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3,
-               0xF4, 0xF5, 0xFE, 0xFF]
-    samples = [
-        bytes(rng.choice(palette) for _ in range(rng.randint(0, 10)))
-        for _ in range(1000)
+    palette = [
+        0x00,
+        0x41,
+        0x7F,
+        0x80,
+        0x8F,
+        0x90,
+        0x9F,
+        0xA0,
+        0xBF,
+        0xC0,
+        0xC1,
+        0xC2,
+        0xDF,
+        0xE0,
+        0xE1,
+        0xEC,
+        0xED,
+        0xEE,
+        0xEF,
+        0xF0,
+        0xF1,
+        0xF3,
+        0xF4,
+        0xF5,
+        0xFE,
+        0xFF,
     ]
+    samples = [bytes(rng.choice(palette) for _ in range(rng.randint(0, 10))) for _ in range(1000)]
     lists = js([list(sample) for sample in samples])
-    replaced = mr.execute(
-        f"{lists}.map((b) => new TextDecoder().decode(new Uint8Array(b)))"
-    )
+    replaced = mr.execute(f"{lists}.map((b) => new TextDecoder().decode(new Uint8Array(b)))")
     byte_by_byte = mr.execute(
         f"""{lists}.map((b) => {{
             const d = new TextDecoder();
@@ -636,9 +653,7 @@ def test_decode_random_bytes_match_python(mr: MiniRacer) -> None:
             }}
         }})"""
     )
-    for sample, got, streamed, ok in zip(
-        samples, replaced, byte_by_byte, fatal_ok, strict=True
-    ):
+    for sample, got, streamed, ok in zip(samples, replaced, byte_by_byte, fatal_ok, strict=True):
         expected = sample.decode("utf-8", "replace")
         assert got == expected, sample.hex()
         assert streamed == expected, sample.hex()
@@ -744,9 +759,7 @@ def test_decode_stream_one_byte_at_a_time(mr: MiniRacer) -> None:
         ([b"", b"\xc3", b"", b"\xa9"], "\u00e9"),
     ],
 )
-def test_decode_stream_chunks(
-    mr: MiniRacer, chunks: list[bytes], expected: str
-) -> None:
+def test_decode_stream_chunks(mr: MiniRacer, chunks: list[bytes], expected: str) -> None:
     calls = " + ".join(f"d.decode({u8(chunk)}, {{ stream: true }})" for chunk in chunks)
     result = mr.execute(f"(() => {{ const d = new TextDecoder(); return {calls} + d.decode(); }})()")
     assert result == expected
@@ -810,10 +823,8 @@ def test_decode_rejects_non_object_options(mr: MiniRacer) -> None:
         ("new Uint8ClampedArray([104, 105])", "hi"),
         ("new Uint16Array([0x6968])", "hi"),
         ("new Uint32Array([0x21216968])", "hi!!"),
-        ("new Float64Array(new Uint8Array([104,105,106,107,108,109,110,111]).buffer)",
-         "hijklmno"),
-        ("new BigUint64Array(new Uint8Array([104,105,106,107,108,109,110,111]).buffer)",
-         "hijklmno"),
+        ("new Float64Array(new Uint8Array([104,105,106,107,108,109,110,111]).buffer)", "hijklmno"),
+        ("new BigUint64Array(new Uint8Array([104,105,106,107,108,109,110,111]).buffer)", "hijklmno"),
         ("new Uint16Array(new Uint8Array([0, 104, 105, 106, 107]).buffer, 2, 1)", "ij"),
         (
             "(() => { const b = new Uint8Array([65]).buffer; b.transfer(); return b; })()",
@@ -861,9 +872,7 @@ def test_decode_rejects_non_buffer_input(mr: MiniRacer, expression: str) -> None
 @pytest.mark.parametrize("prefix", [8189, 8190, 8191, 8192, 8193])
 def test_decode_across_internal_chunk_boundary(mr: MiniRacer, prefix: int) -> None:
     text = "a" * prefix + "\U0001f600\u20ac" * 3 + "\u00e9" * 8200 + "\U0010ffff"
-    result = mr.execute(
-        f"new TextDecoder().decode(new TextEncoder().encode({js(text)})) === {js(text)}"
-    )
+    result = mr.execute(f"new TextDecoder().decode(new TextEncoder().encode({js(text)})) === {js(text)}")
     assert result is True
     assert decode(mr, text.encode()) == text
 
@@ -1138,9 +1147,7 @@ def test_large_base64_round_trip(mr: MiniRacer) -> None:
         ("42, 7", "7", "42", 0),
     ],
 )
-def test_dom_exception(
-    mr: MiniRacer, arguments: str, name: str, message: str, code: int
-) -> None:
+def test_dom_exception(mr: MiniRacer, arguments: str, name: str, message: str, code: int) -> None:
     result = mr.execute(
         f"""(() => {{
             const e = new DOMException({arguments});

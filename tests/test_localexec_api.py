@@ -83,7 +83,10 @@ def test_a_thrown_error_fails_only_its_slice() -> None:
 
 
 def test_a_rejected_promise_and_a_thrown_non_error() -> None:
-    results = run("async (x) => { progress(); if (x) throw 'plain'; return Promise.reject(new RangeError('r')); }", [0, 1])
+    results = run(
+        "async (x) => { progress(); if (x) throw 'plain'; return Promise.reject(new RangeError('r')); }",
+        [0, 1],
+    )
     assert isinstance(results[0], WorkFunctionException) and results[0].name == "RangeError"
     assert isinstance(results[1], WorkFunctionException) and "'plain'" in results[1].message
 
@@ -117,8 +120,11 @@ def test_console_lines_are_captured_per_slice_with_levels() -> None:
 
 def test_progress_rejects_values_outside_zero_to_one_with_a_warning() -> None:
     lines: list[tuple[int, str, str]] = []
-    run("function () { progress(2); progress('50%'); progress(); return 0; }", [0],
-        on_console=lambda n, level, text: lines.append((n, level, text)))
+    run(
+        "function () { progress(2); progress('50%'); progress(); return 0; }",
+        [0],
+        on_console=lambda n, level, text: lines.append((n, level, text)),
+    )
     assert [(level, text) for _, level, text in lines] == [
         ("warn", "progress(2): expected a number from 0 to 1, or nothing")
     ]
@@ -139,7 +145,9 @@ def test_modules_are_commonjs_and_may_require_each_other() -> None:
         "square": "module.exports = { square: (x) => x * x };",
         "declared": "module.declare([], function (require, exports) { exports.twice = (x) => 2 * x; });",
     }
-    source = "function (r) { progress(); return [require('geometry').area(r), require('declared.js').twice(r)]; }"
+    source = (
+        "function (r) { progress(); return [require('geometry').area(r), require('declared.js').twice(r)]; }"
+    )
     assert run(source, [2], modules=modules) == [[12, 4]]
 
 
@@ -207,11 +215,20 @@ def test_python_values_arrive_as_javascript_values() -> None:
               v.when.getTime(), v.set instanceof Set, v.tuple.length, v.tagged.$dcp];
     }"""
     datum = {
-        "u": Undefined, "nan": math.nan, "negzero": -0.0, "big": 2**60, "bytes": b"\x00\x01",
-        "floats": array.array("d", [1.0]), "when": datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
-        "set": {1}, "tuple": (1, 2, 3), "tagged": {"$dcp": "x"},
+        "u": Undefined,
+        "nan": math.nan,
+        "negzero": -0.0,
+        "big": 2**60,
+        "bytes": b"\x00\x01",
+        "floats": array.array("d", [1.0]),
+        "when": datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+        "set": {1},
+        "tuple": (1, 2, 3),
+        "tagged": {"$dcp": "x"},
     }
-    assert run(source, [datum]) == [[True, True, True, "bigint", True, True, True, 1577836800000, True, 3, "x"]]
+    assert run(source, [datum]) == [
+        [True, True, True, "bigint", True, True, True, 1577836800000, True, 3, "x"]
+    ]
 
 
 def test_a_circular_result_fails_with_a_clear_error() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -26,7 +26,7 @@ from dcp_worker.supervisor.job import JobSpec
 from dcp_worker.supervisor.pool import SliceOutcome
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     json = "json"
     jsonl = "jsonl"
 
@@ -61,7 +61,9 @@ def localexec(
     ] = None,
     requires: Annotated[
         list[str] | None,
-        typer.Option("--require", help="NAME=PATH: the CommonJS module in PATH as require(NAME). Repeatable."),
+        typer.Option(
+            "--require", help="NAME=PATH: the CommonJS module in PATH as require(NAME). Repeatable."
+        ),
     ] = None,
     cores: Annotated[
         int | None, typer.Option(help="Sandboxes running in parallel [default: this machine's cores].")
@@ -73,9 +75,12 @@ def localexec(
         int, typer.Option("--memory", help="Memory cap per sandbox in MB (V8 heap, ArrayBuffers and Wasm).")
     ] = DEFAULT_MEMORY_MB,
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="json: one array in slice order; jsonl: a line per slice.")
+        OutputFormat,
+        typer.Option("--format", help="json: one array in slice order; jsonl: a line per slice."),
     ] = OutputFormat.json,
-    out: Annotated[Path | None, typer.Option(help="Write the results to this file instead of stdout.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the results to this file instead of stdout.")
+    ] = None,
 ) -> int:
     """Run a DCP job (work function + inputs) on this machine, on all cores, with no scheduler.
 

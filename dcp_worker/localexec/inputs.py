@@ -58,7 +58,9 @@ def read_inputs(path: Path) -> list[Any]:
 def read_arguments(path: Path) -> list[Any]:
     values = _parse_json(read_text(path, "--args file"), f"--args file {path}")
     if not isinstance(values, list):
-        raise UsageError(f"--args file {path}: expected a JSON array of arguments, found {_json_kind(values)}")
+        raise UsageError(
+            f"--args file {path}: expected a JSON array of arguments, found {_json_kind(values)}"
+        )
     return values
 
 

@@ -41,10 +41,14 @@ class ResultWriter:
     def _encode(self, outcome: SliceOutcome) -> bytes:
         error: Any = None if outcome.error is None else outcome.error.to_json()
         if self._format == "jsonl":
-            line = {"slice": outcome.number, "result": outcome.value} if error is None else {
-                "slice": outcome.number,
-                "error": error,
-            }
+            line = (
+                {"slice": outcome.number, "result": outcome.value}
+                if error is None
+                else {
+                    "slice": outcome.number,
+                    "error": error,
+                }
+            )
             return orjson.dumps(line) + b"\n"
         value = outcome.value if error is None else {TAG: "failed", "error": error}
         return (b"\n" if outcome.number == 1 else b",\n") + orjson.dumps(value)

@@ -105,8 +105,7 @@ class Sandbox:
                 return describe_compile_error(error, filename)
         filename = job["filename"]
         script = (
-            f'"use strict";__dcpHost.setWorkFunction(({job["workFunction"]}\n));\n'
-            f"//# sourceURL={filename}"
+            f'"use strict";__dcpHost.setWorkFunction(({job["workFunction"]}\n));\n//# sourceURL={filename}'
         )
         try:
             self.racer.eval(script)
@@ -146,8 +145,8 @@ def serve(channel: Channel, sandbox: Sandbox) -> None:
                 return
             channel.send_raw(b'{"op":"results","results":' + report.encode() + b"}")
         elif op == "assign":
-            error = sandbox.assign(message["job"])
-            channel.send({"op": "assigned"} if error is None else {"op": "assignError", "error": error})
+            problem = sandbox.assign(message["job"])
+            channel.send({"op": "assigned"} if problem is None else {"op": "assignError", "error": problem})
         elif op == "exit":
             return
         else:

@@ -18,10 +18,9 @@ RESERVE_MB = 64
 
 
 def v8_flags(memory_mb: int) -> tuple[str, ...]:
-    flags = ("--single-threaded",)
-    if memory_mb:
-        flags += (f"--wasm-max-mem-pages={max(1, (memory_mb << 20) // WASM_PAGE_BYTES)}",)
-    return flags
+    if not memory_mb:
+        return ("--single-threaded",)
+    return ("--single-threaded", f"--wasm-max-mem-pages={max(1, (memory_mb << 20) // WASM_PAGE_BYTES)}")
 
 
 def data_segment_bytes() -> int:

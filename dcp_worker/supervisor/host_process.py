@@ -77,8 +77,8 @@ class SandboxHost:
             raise
         if reply.get("op") == "assignError":
             await host.close()
-            error = reply["error"]
-            raise WorkFunctionError(error["name"], error["message"], error["file"], error.get("line"))
+            problem = reply["error"]
+            raise WorkFunctionError(problem["name"], problem["message"], problem["file"], problem.get("line"))
         return host
 
     async def _drain_stderr(self) -> None:
@@ -105,7 +105,9 @@ class SandboxHost:
             raise SandboxError("the sandbox host sent a message that is not an object")
         if message.get("op") == "fatal":
             await self.close()
-            raise HostDied(message.get("message", "fatal error"), out_of_memory=message.get("kind") == "memory")
+            raise HostDied(
+                message.get("message", "fatal error"), out_of_memory=message.get("kind") == "memory"
+            )
         return message
 
     async def run(self, slices: list[tuple[int, Any]], timeout: float) -> list[dict[str, Any]]:
@@ -117,10 +119,7 @@ class SandboxHost:
         code = await self._process.wait()
         await self._stderr_reader
         tail = "\n".join(self._stderr_tail)
-        if code < 0:
-            how = f"killed by {signal.Signals(-code).name}"
-        else:
-            how = f"exited with status {code}"
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         last_line = next((line for line in reversed(self._stderr_tail) if line.strip("# ")), "")
         reason = f"the sandbox host {how}" + (f" ({last_line.strip('# ')})" if last_line else "")
         out_of_memory = any(marker in tail.lower() for marker in OUT_OF_MEMORY_MARKERS) or (

@@ -62,8 +62,8 @@ def outcome_from_report(report: dict[str, Any], memory_mb: int) -> SliceOutcome:
     number = report["n"]
     outcome = SliceOutcome(
         number=number,
-        console=[tuple(line) for line in report.get("console", ())],  # type: ignore[misc]
-        events=[tuple(event) for event in report.get("events", ())],  # type: ignore[misc]
+        console=[(level, text) for level, text in report.get("console", ())],
+        events=[(name, payload) for name, payload in report.get("events", ())],
         progress_calls=report.get("progress", 0),
     )
     if report["ok"]:
@@ -148,13 +148,9 @@ class SandboxPool:
                 started = time.perf_counter()
                 try:
                     reports = await host.run(batch, self._limits.slice_timeout)
-                except HostTimeout:
+                except (HostTimeout, HostDied) as failure:
                     host = None
-                    self._failed(batch, self._timeout_error)
-                    continue
-                except HostDied as death:
-                    host = None
-                    self._failed(batch, lambda number: self._death_error(number, death))
+                    self._failed(batch, failure)
                     continue
                 pacer.observe(len(batch), time.perf_counter() - started)
                 replace = False
@@ -169,24 +165,23 @@ class SandboxPool:
             if host is not None:
                 await host.close()
 
-    def _failed(self, batch: list[tuple[int, Any]], error_for: Callable[[int], SliceError]) -> None:
-        if len(batch) == 1:
-            number = batch[0][0]
-            self._report(SliceOutcome(number=number, error=error_for(number)))
-        else:
+    def _failed(self, batch: list[tuple[int, Any]], failure: HostTimeout | HostDied) -> None:
+        """Fail a slice that broke a limit alone; run a batch's slices again one at a time."""
+        if len(batch) > 1:
             self._alone.extendleft(reversed(batch))
-
-    def _timeout_error(self, number: int) -> SliceError:
-        limit = self._limits.slice_timeout
-        return SliceTimeoutError(
-            number, "SliceTimeoutError", f"the slice exceeded its wall-clock limit of {limit:g} s"
-        )
-
-    def _death_error(self, number: int, death: HostDied) -> SliceError:
-        if death.out_of_memory:
-            message = memory_limit_message(self._limits.memory_mb, death.reason)
-            return MemoryLimitError(number, "MemoryLimitError", message)
-        return SandboxCrashError(number, "SandboxCrashError", death.reason)
+            return
+        number = batch[0][0]
+        error: SliceError
+        if isinstance(failure, HostTimeout):
+            limit = self._limits.slice_timeout
+            message = f"the slice exceeded its wall-clock limit of {limit:g} s"
+            error = SliceTimeoutError(number, "SliceTimeoutError", message)
+        elif failure.out_of_memory:
+            message = memory_limit_message(self._limits.memory_mb, failure.reason)
+            error = MemoryLimitError(number, "MemoryLimitError", message)
+        else:
+            error = SandboxCrashError(number, "SandboxCrashError", failure.reason)
+        self._report(SliceOutcome(number=number, error=error))
 
 
 def _first_package_error(failures: BaseExceptionGroup[BaseException]) -> BaseException:
