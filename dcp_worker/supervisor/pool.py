@@ -161,9 +161,13 @@ class SandboxPool:
                 if replace:
                     await host.close()
                     host = None
-        finally:
+        except BaseException:
+            # Cancelled or failed: a host may be deep in a slice, so don't wait for it to exit.
             if host is not None:
-                await host.close()
+                await asyncio.shield(host.kill())
+            raise
+        if host is not None:
+            await host.close()
 
     def _failed(self, batch: list[tuple[int, Any]], failure: HostTimeout | HostDied) -> None:
         """Fail a slice that broke a limit alone; run a batch's slices again one at a time."""
