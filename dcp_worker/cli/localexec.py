@@ -46,40 +46,64 @@ def output_opener(path: Path | None) -> Callable[[], IO[bytes]]:
 
 def localexec(
     work_function_file: Annotated[
-        Path, typer.Argument(help="JS source of one function expression, as DCP ships a work function.")
+        Path,
+        typer.Argument(
+            metavar="WORK_FUNCTION_FILE",
+            help="JS source of one function expression, as DCP ships a work function.",
+        ),
     ],
     input_file: Annotated[
         Path | None,
-        typer.Argument(help="JSON array (one slice per element), or .jsonl (one value per line)."),
+        typer.Argument(
+            metavar="INPUT_FILE",
+            help="JSON array (one slice per element), or .jsonl (one value per line).",
+        ),
     ] = None,
     range_spec: Annotated[
         str | None,
-        typer.Option("--range", help="START:END[:STEP] numeric input instead of INPUT_FILE; END inclusive."),
+        typer.Option(
+            "--range",
+            metavar="START:END[:STEP]",
+            help="Numeric input instead of INPUT_FILE; END inclusive, as DCP's RangeObject.",
+        ),
     ] = None,
     args_file: Annotated[
-        Path | None, typer.Option("--args", help="JSON array of extra arguments passed after the datum.")
+        Path | None,
+        typer.Option("--args", metavar="FILE", help="JSON array of extra arguments passed after the datum."),
     ] = None,
     requires: Annotated[
         list[str] | None,
         typer.Option(
-            "--require", help="NAME=PATH: the CommonJS module in PATH as require(NAME). Repeatable."
+            "--require",
+            metavar="NAME=PATH",
+            help="Make the CommonJS module in PATH available as require(NAME). Repeatable.",
         ),
     ] = None,
     cores: Annotated[
-        int | None, typer.Option(help="Sandboxes running in parallel [default: this machine's cores].")
+        int | None,
+        typer.Option(metavar="N", help="Sandboxes running in parallel [default: this machine's cores]."),
     ] = None,
     slice_timeout: Annotated[
-        float, typer.Option("--slice-timeout", help="Wall-clock limit per slice, in seconds.")
+        float,
+        typer.Option("--slice-timeout", metavar="SEC", help="Wall-clock limit per slice, in seconds."),
     ] = DEFAULT_SLICE_TIMEOUT_SECONDS,
     memory: Annotated[
-        int, typer.Option("--memory", help="Memory cap per sandbox in MB (V8 heap, ArrayBuffers and Wasm).")
+        int,
+        typer.Option(
+            "--memory", metavar="MB", help="Memory cap per sandbox (V8 heap, ArrayBuffers and Wasm memory)."
+        ),
     ] = DEFAULT_MEMORY_MB,
     output_format: Annotated[
         OutputFormat,
-        typer.Option("--format", help="json: one array in slice order; jsonl: a line per slice."),
+        typer.Option(
+            "--format",
+            metavar="json|jsonl",
+            help="json: one array in slice order; jsonl: one line per slice, in slice order.",
+        ),
     ] = OutputFormat.json,
     out: Annotated[
-        Path | None, typer.Option(help="Write the results to this file instead of stdout.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Write the results to FILE instead of stdout."),
     ] = None,
 ) -> int:
     """Run a DCP job (work function + inputs) on this machine, on all cores, with no scheduler.
