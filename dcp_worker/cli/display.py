@@ -8,6 +8,7 @@ from typing import TextIO
 
 import orjson
 
+from dcp_worker.localexec.console import console_lines
 from dcp_worker.supervisor.pool import SliceOutcome
 
 REDRAW_SECONDS = 0.1
@@ -49,8 +50,8 @@ class SliceDisplay:
 
     def slice_done(self, outcome: SliceOutcome) -> None:
         for level, text in outcome.console:
-            prefix = "" if level in ("log", "info", "debug") else f"{level}: "
-            self.line(f"[slice {outcome.number}] {prefix}{text}")
+            for line in console_lines(outcome.number, level, text):
+                self.line(line)
         for name, payload in outcome.events:
             self.line(f"[slice {outcome.number}] event {name}: {orjson.dumps(payload).decode()}")
         self._done += 1

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated
+from typing import Annotated
 
 import typer
 
 from dcp_worker.cli.display import SliceDisplay
 from dcp_worker.errors import UsageError
 from dcp_worker.localexec.inputs import parse_module, parse_range, read_arguments, read_inputs, read_text
-from dcp_worker.localexec.output import ResultWriter
+from dcp_worker.localexec.output import ResultWriter, result_stream
 from dcp_worker.localexec.runner import (
     DEFAULT_MEMORY_MB,
     DEFAULT_SLICE_TIMEOUT_SECONDS,
+    OptionNames,
     run_slices,
     sandbox_count,
     sandbox_limits,
@@ -25,23 +24,12 @@ from dcp_worker.localexec.runner import (
 from dcp_worker.supervisor.job import JobSpec
 from dcp_worker.supervisor.pool import SliceOutcome
 
+OPTION_NAMES = OptionNames(cores="--cores", slice_timeout="--slice-timeout", memory_mb="--memory")
+
 
 class OutputFormat(StrEnum):
     json = "json"
     jsonl = "jsonl"
-
-
-def output_opener(path: Path | None) -> Callable[[], IO[bytes]]:
-    if path is None:
-        return lambda: sys.stdout.buffer
-
-    def open_file() -> IO[bytes]:
-        try:
-            return path.open("wb")
-        except OSError as error:
-            raise UsageError(f"--out {path}: {error.strerror}") from None
-
-    return open_file
 
 
 def localexec(
@@ -113,8 +101,8 @@ def localexec(
     if (input_file is None) == (range_spec is None):
         raise UsageError("give either INPUT_FILE or --range START:END[:STEP], not both or neither")
     inputs = read_inputs(input_file) if input_file is not None else parse_range(range_spec or "")
-    sandboxes = sandbox_count(cores)
-    limits = sandbox_limits(slice_timeout, memory)
+    sandboxes = sandbox_count(cores, OPTION_NAMES)
+    limits = sandbox_limits(slice_timeout, memory, OPTION_NAMES)
     modules = dict(parse_module(spec) for spec in requires or ())
     job = JobSpec(
         work_function=read_text(work_function_file, "work function file"),
@@ -122,22 +110,23 @@ def localexec(
         arguments=read_arguments(args_file) if args_file is not None else [],
         modules=modules,
     )
-    writer = ResultWriter(output_opener(out), output_format.value)
-    display = SliceDisplay(total=len(inputs))
-    failed = 0
+    with result_stream(out) as stream:
+        writer = ResultWriter(stream, output_format.value)
+        display = SliceDisplay(total=len(inputs))
+        failed = 0
 
-    def report(outcome: SliceOutcome) -> None:
-        nonlocal failed
-        failed += outcome.error is not None
-        display.slice_done(outcome)
-        writer.add(outcome)
+        def report(outcome: SliceOutcome) -> None:
+            nonlocal failed
+            failed += outcome.error is not None
+            display.slice_done(outcome)
+            writer.add(outcome)
 
-    try:
-        run_slices(job, inputs, sandboxes=sandboxes, limits=limits, report=report)
-    except KeyboardInterrupt:
+        try:
+            run_slices(job, inputs, sandboxes=sandboxes, limits=limits, report=report)
+        except KeyboardInterrupt:
+            writer.close()
+            display.line(f"interrupted: results written for slices 1 to {writer.written} of {len(inputs)}")
+            raise
         writer.close()
-        display.line(f"interrupted: results written for slices 1 to {writer.written} of {len(inputs)}")
-        raise
-    writer.close()
-    display.finish()
+        display.finish()
     return 1 if failed else 0

@@ -18,7 +18,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     no_args_is_help=True,
 )
-app.command(no_args_is_help=True)(localexec)
+app.command()(localexec)
 
 
 def show_version(value: bool) -> None:
@@ -49,7 +49,12 @@ def run() -> None:
     except DCPWorkerError as error:
         fail(str(error))
     except typer.TyperException as error:
-        fail(getattr(error, "format_message", error.__str__)(), getattr(error, "exit_code", 2))
+        message = getattr(error, "format_message", error.__str__)()
+        if type(error).__name__ == "NoArgsIsHelpError":
+            # `dcp-worker` alone: the help is the answer, not an error line.
+            print(message, file=sys.stderr)
+            sys.exit(2)
+        fail(message, getattr(error, "exit_code", 2))
     except (KeyboardInterrupt, typer.Abort):
         fail("interrupted", 130)
     sys.exit(status if isinstance(status, int) else 0)

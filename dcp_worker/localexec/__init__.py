@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dcp_worker.jsvalues import from_json, to_json
+from dcp_worker.localexec.console import console_lines
 from dcp_worker.localexec.runner import run_slices, sandbox_count, sandbox_limits
 from dcp_worker.supervisor.job import JobSpec, Module
 from dcp_worker.supervisor.pool import SliceOutcome
@@ -18,8 +19,8 @@ ConsoleHandler = Callable[[int, str, str], None]
 
 
 def print_to_stderr(slice_number: int, level: str, text: str) -> None:
-    prefix = "" if level in ("log", "info", "debug") else f"{level}: "
-    print(f"[slice {slice_number}] {prefix}{text}", file=sys.stderr)
+    for line in console_lines(slice_number, level, text):
+        print(line, file=sys.stderr)
 
 
 def run(

@@ -16,6 +16,7 @@ from dcp_worker.errors import UsageError
 from dcp_worker.supervisor.job import Module
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+MAX_RANGE_SLICES = 10_000_000
 
 
 def read_text(path: Path, what: str) -> str:
@@ -43,7 +44,8 @@ def read_inputs(path: Path) -> list[Any]:
     text = read_text(path, "input file")
     if path.suffix.lower() in JSONL_SUFFIXES:
         values = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Only "\n" ends a line: JSON strings may hold U+2028 and other breaks splitlines() knows.
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 values.append(_parse_json(line, f"input file {path}, line {number}"))
         return values
@@ -94,6 +96,8 @@ def parse_range(spec: str) -> list[int | float]:
         raise UsageError(f"--range {spec}: STEP {parts[2]} moves away from END")
     # A hair of tolerance so that 0:1:0.1 includes 1, as a person reading it expects.
     count = math.floor(abs(end - start) / abs(step) + 1e-9) + 1
+    if count > MAX_RANGE_SLICES:
+        raise UsageError(f"--range {spec}: {count} slices; localexec runs at most {MAX_RANGE_SLICES} at once")
     values = [start + index * step for index in range(count)]
     if all(value.is_integer() for value in values) and step.is_integer():
         return [int(value) for value in values]

@@ -8,21 +8,46 @@ JSON (see ``dcp_worker.jsvalues``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any, Literal
 
 import orjson
 
+from dcp_worker.errors import JobError, UsageError
 from dcp_worker.jsvalues import TAG
 from dcp_worker.supervisor.pool import SliceOutcome
 
 OutputFormat = Literal["json", "jsonl"]
 
 
+@contextlib.contextmanager
+def result_stream(path: Path | None) -> Iterator[IO[bytes]]:
+    """Standard output, or ``path`` opened before any work runs so that a bad path costs nothing."""
+    if path is None:
+        yield sys.stdout.buffer
+        return
+    existed = path.exists()
+    try:
+        stream = path.open("wb")
+    except OSError as error:
+        raise UsageError(f"--out {path}: {error.strerror}") from None
+    with stream:
+        try:
+            yield stream
+        except JobError:
+            # The job never ran; don't leave an empty results file behind.
+            if not existed:
+                path.unlink(missing_ok=True)
+            raise
+
+
 class ResultWriter:
-    def __init__(self, open_stream: Callable[[], IO[bytes]], output_format: OutputFormat) -> None:
-        self._open_stream = open_stream
-        self._stream: IO[bytes] | None = None
+    def __init__(self, stream: IO[bytes], output_format: OutputFormat) -> None:
+        self._stream = stream
+        self._started = False
         self._format = output_format
         self._waiting: dict[int, SliceOutcome] = {}
         self._next = 1
@@ -32,10 +57,9 @@ class ResultWriter:
         return self._next - 1
 
     def _write(self, data: bytes) -> None:
-        if self._stream is None:
-            self._stream = self._open_stream()
-            if self._format == "json":
-                self._stream.write(b"[")
+        if not self._started and self._format == "json":
+            self._stream.write(b"[")
+        self._started = True
         self._stream.write(data)
 
     def _encode(self, outcome: SliceOutcome) -> bytes:
@@ -58,14 +82,10 @@ class ResultWriter:
         while self._next in self._waiting:
             self._write(self._encode(self._waiting.pop(self._next)))
             self._next += 1
-        if self._stream is not None:
-            self._stream.flush()
+        self._stream.flush()
 
     def close(self) -> None:
         """End the output; what is written is valid even when slices are missing."""
         if self._format == "json":
             self._write(b"\n]\n" if self._next > 1 else b"]\n")
-        elif self._stream is None:
-            self._stream = self._open_stream()
-        assert self._stream is not None
         self._stream.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dcp_worker.errors import UsageError
@@ -16,21 +17,32 @@ DEFAULT_MEMORY_MB = 1024
 MINIMUM_MEMORY_MB = 16
 
 
-def sandbox_count(cores: int | None) -> int:
+@dataclass(frozen=True)
+class OptionNames:
+    """What the caller calls each option, so that an error names it as the caller wrote it."""
+
+    cores: str = "cores"
+    slice_timeout: str = "slice_timeout"
+    memory_mb: str = "memory_mb"
+
+
+def sandbox_count(cores: int | None, names: OptionNames = OptionNames()) -> int:
     if cores is None:
         return os.cpu_count() or 1
     if cores < 1:
-        raise UsageError(f"cores must be at least 1, not {cores}")
+        raise UsageError(f"{names.cores} must be at least 1, not {cores}")
     return cores
 
 
-def sandbox_limits(slice_timeout: float | None, memory_mb: int | None) -> SandboxLimits:
+def sandbox_limits(
+    slice_timeout: float | None, memory_mb: int | None, names: OptionNames = OptionNames()
+) -> SandboxLimits:
     timeout = DEFAULT_SLICE_TIMEOUT_SECONDS if slice_timeout is None else slice_timeout
     memory = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
     if not timeout > 0:
-        raise UsageError(f"slice timeout must be a positive number of seconds, not {slice_timeout}")
+        raise UsageError(f"{names.slice_timeout} must be a positive number of seconds, not {slice_timeout}")
     if memory < MINIMUM_MEMORY_MB:
-        raise UsageError(f"memory cap must be at least {MINIMUM_MEMORY_MB} MB, not {memory_mb}")
+        raise UsageError(f"{names.memory_mb} must be at least {MINIMUM_MEMORY_MB} MB, not {memory_mb}")
     return SandboxLimits(slice_timeout=timeout, memory_mb=memory)
 
 

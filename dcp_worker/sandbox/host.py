@@ -31,7 +31,10 @@ from dcp_worker.sandbox import limits
 from dcp_worker.sandbox.framing import read_frame, write_frame
 
 SCRIPTS = ("encoding.js", "runtime.js")
-PARSE_LOCATION = re.compile(r"^[^\n]*?:(\d+): (.*)$", re.MULTILINE)
+# mini-racer reports a failed script as "<where>:<line>: <Name>: <message>" and then the source.
+ERROR_LOCATION = re.compile(r"^(.*?):(\d+): (.*)$", re.MULTILINE)
+# A script that does not parse is "<anonymous>", since its sourceURL comment was never read.
+UNPARSED_SCRIPT = "<anonymous>"
 
 
 class Channel:
@@ -64,14 +67,15 @@ def js_string(text: str) -> str:
 
 
 def describe_compile_error(error: Exception, filename: str) -> dict[str, Any]:
-    """Turn mini-racer's "<anonymous>:LINE: SyntaxError: ..." into a located error."""
+    """The error a job's script raised while loading, with its line when the line is the job's."""
     text = str(error)
-    match = PARSE_LOCATION.search(text)
-    if match is None:
-        name, _, message = text.partition(": ")
-        return {"name": name or "Error", "message": message.strip(), "file": filename}
-    name, _, message = match.group(2).partition(": ")
-    return {"name": name, "message": message.strip(), "file": filename, "line": int(match.group(1))}
+    match = ERROR_LOCATION.search(text)
+    headline = match.group(3) if match else text.partition("\n")[0]
+    name, _, message = headline.partition(": ")
+    described: dict[str, Any] = {"name": name or "Error", "message": message.strip(), "file": filename}
+    if match and match.group(1) in (UNPARSED_SCRIPT, filename):
+        described["line"] = int(match.group(2))
+    return described
 
 
 class Sandbox:
@@ -84,7 +88,8 @@ class Sandbox:
         self.racer = MiniRacer()
         package = resources.files("dcp_worker.sandbox") / "js"
         for script in SCRIPTS:
-            self.racer.eval((package / script).read_text(encoding="utf-8"))
+            source = (package / script).read_text(encoding="utf-8")
+            self.racer.eval(f"{source}\n//# sourceURL=dcp-{script}")
         if memory_mb:
             self.racer.set_hard_memory_limit(memory_mb << 20)
 

@@ -575,7 +575,7 @@
         }
         workFunction = fn;
       },
-      defineModule(name, factory) { moduleFactories.set(name, factory); },
+      defineModule(name, factory) { moduleFactories.set(moduleName(name), factory); },
       configure(json) {
         const config = JSONparse(json);
         workArguments = decode(config.arguments);
