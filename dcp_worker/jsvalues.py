@@ -168,20 +168,28 @@ def _array_name(values: array.array[Any]) -> str:
     return name
 
 
-def to_json(value: Any, _active: frozenset[int] = frozenset()) -> Any:
-    """Tagged JSON for a Python value; raises ``TypeError`` for what JavaScript cannot receive."""
-    if value is None or isinstance(value, bool | str):
-        return value
+def _number(value: float) -> Any:
     if isinstance(value, int):
         return (
             value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else {TAG: "bigint", "value": str(value)}
         )
-    if isinstance(value, float):
-        if math.isnan(value):
-            return {TAG: "NaN"}
-        if math.isinf(value):
-            return {TAG: "Infinity" if value > 0 else "-Infinity"}
-        return {TAG: "-0"} if value == 0 and math.copysign(1, value) < 0 else value
+    if value != value:
+        return {TAG: "NaN"}
+    if math.isinf(value):
+        return {TAG: "Infinity" if value > 0 else "-Infinity"}
+    return {TAG: "-0"} if value == 0 and math.copysign(1, value) < 0 else value
+
+
+def to_json(value: Any, _active: frozenset[int] = frozenset()) -> Any:
+    """Tagged JSON for a Python value; raises ``TypeError`` for what JavaScript cannot receive."""
+    kind = type(value)
+    # Exact types first: this runs once per input, and most inputs are plain.
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int or kind is float or isinstance(value, int | float):
+        return _number(value)
+    if isinstance(value, str):
+        return str(value)
     if value is Undefined:
         return {TAG: "undefined"}
     if isinstance(value, bytes | bytearray | memoryview):
@@ -214,3 +222,19 @@ def to_json(value: Any, _active: frozenset[int] = frozenset()) -> Any:
             encoded[key] = to_json(item, active)
         return {TAG: "object", "value": encoded} if TAG in encoded else encoded
     return [to_json(item, active) for item in value]
+
+
+PLAIN_TYPES: Final = frozenset({str, bool, type(None)})
+
+
+def to_json_many(values: list[Any]) -> list[Any]:
+    """``to_json`` of each value; the list itself when its values need no change, as plain
+    strings, booleans, None and integers JavaScript holds exactly do not (checked at C speed)."""
+    kinds = set(map(type, values))
+    if kinds <= PLAIN_TYPES:
+        return values
+    if kinds <= PLAIN_TYPES | {int}:
+        integers = [value for value in values if type(value) is int]
+        if min(integers) >= -MAX_SAFE_INTEGER and max(integers) <= MAX_SAFE_INTEGER:
+            return values
+    return [to_json(value) for value in values]

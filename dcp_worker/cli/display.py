@@ -9,7 +9,7 @@ from typing import TextIO
 import orjson
 
 from dcp_worker.localexec.console import console_lines
-from dcp_worker.supervisor.pool import SliceOutcome
+from dcp_worker.supervisor.outcomes import BatchOutcome, SliceOutcome
 
 REDRAW_SECONDS = 0.1
 BAR_WIDTH = 30
@@ -48,20 +48,24 @@ class SliceDisplay:
         self._clear_bar()
         self._stream.write(text + "\n")
 
-    def slice_done(self, outcome: SliceOutcome) -> None:
+    def slices_done(self, batch: BatchOutcome) -> None:
+        for outcome in batch.details.values():
+            self._show(outcome)
+        self._done += len(batch)
+        if self._live and (time.monotonic() - self._last_draw >= REDRAW_SECONDS or self._done == self._total):
+            self._draw_bar()
+
+    def _show(self, outcome: SliceOutcome) -> None:
         for level, text in outcome.console:
             for line in console_lines(outcome.number, level, text):
                 self.line(line)
         for name, payload in outcome.events:
             self.line(f"[slice {outcome.number}] event {name}: {orjson.dumps(payload).decode()}")
-        self._done += 1
         if outcome.error is not None:
             self._failed += 1
             self.line(f"[slice {outcome.number}] failed: {outcome.error.name}: {outcome.error.message}")
-        elif outcome.progress_calls == 0:
+        elif not outcome.called_progress:
             self._silent += 1
-        if self._live and (time.monotonic() - self._last_draw >= REDRAW_SECONDS or self._done == self._total):
-            self._draw_bar()
 
     def finish(self) -> None:
         self._clear_bar()

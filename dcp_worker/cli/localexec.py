@@ -22,7 +22,7 @@ from dcp_worker.localexec.runner import (
     sandbox_limits,
 )
 from dcp_worker.supervisor.job import JobSpec
-from dcp_worker.supervisor.pool import SliceOutcome
+from dcp_worker.supervisor.outcomes import BatchOutcome
 
 OPTION_NAMES = OptionNames(cores="--cores", slice_timeout="--slice-timeout", memory_mb="--memory")
 
@@ -115,11 +115,11 @@ def localexec(
         display = SliceDisplay(total=len(inputs))
         failed = 0
 
-        def report(outcome: SliceOutcome) -> None:
+        def report(batch: BatchOutcome) -> None:
             nonlocal failed
-            failed += outcome.error is not None
-            display.slice_done(outcome)
-            writer.add(outcome)
+            failed += len(batch.failures)
+            display.slices_done(batch)
+            writer.add(batch)
 
         try:
             run_slices(job, inputs, sandboxes=sandboxes, limits=limits, report=report)

@@ -6,11 +6,11 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from dcp_worker.jsvalues import from_json, to_json
+from dcp_worker.jsvalues import from_json, to_json, to_json_many
 from dcp_worker.localexec.console import console_lines
 from dcp_worker.localexec.runner import run_slices, sandbox_count, sandbox_limits
 from dcp_worker.supervisor.job import JobSpec, Module
-from dcp_worker.supervisor.pool import SliceOutcome
+from dcp_worker.supervisor.outcomes import BatchOutcome
 
 __all__ = ["ConsoleHandler", "run"]
 
@@ -51,14 +51,21 @@ def run(
         arguments=to_json(list(args)),
         modules={name: Module(source, f"{name}.js") for name, source in (modules or {}).items()},
     )
-    encoded = [to_json(value) for value in inputs]
+    encoded = to_json_many(list(inputs))
     results: list[Any] = [None] * len(encoded)
 
-    def collect(outcome: SliceOutcome) -> None:
-        if on_console is not None:
-            for level, text in outcome.console:
-                on_console(outcome.number, level, text)
-        results[outcome.number - 1] = outcome.error if outcome.error else from_json(outcome.value)
+    def collect(batch: BatchOutcome) -> None:
+        values = [from_json(value) for value in batch.values] if batch.tagged else batch.values
+        if isinstance(batch.numbers, range):
+            results[batch.numbers[0] - 1 : batch.numbers[-1]] = values
+        else:
+            for number, value in zip(batch.numbers, values, strict=True):
+                results[number - 1] = value
+        for number, outcome in batch.details.items():
+            if on_console is not None:
+                for level, text in outcome.console:
+                    on_console(number, level, text)
+            results[number - 1] = outcome.error or from_json(outcome.value)
 
     run_slices(
         job,

@@ -18,7 +18,7 @@ import orjson
 
 from dcp_worker.errors import JobError, UsageError
 from dcp_worker.jsvalues import TAG
-from dcp_worker.supervisor.pool import SliceOutcome
+from dcp_worker.supervisor.outcomes import BatchOutcome, SliceOutcome
 
 OutputFormat = Literal["json", "jsonl"]
 
@@ -49,7 +49,7 @@ class ResultWriter:
         self._stream = stream
         self._started = False
         self._format = output_format
-        self._waiting: dict[int, SliceOutcome] = {}
+        self._waiting: dict[int, bytes] = {}
         self._next = 1
 
     @property
@@ -63,6 +63,7 @@ class ResultWriter:
         self._stream.write(data)
 
     def _encode(self, outcome: SliceOutcome) -> bytes:
+        """The slice's entry, without the separator that precedes it in ``json`` format."""
         error: Any = None if outcome.error is None else outcome.error.to_json()
         if self._format == "jsonl":
             line = (
@@ -75,12 +76,15 @@ class ResultWriter:
             )
             return orjson.dumps(line) + b"\n"
         value = outcome.value if error is None else {TAG: "failed", "error": error}
-        return (b"\n" if outcome.number == 1 else b",\n") + orjson.dumps(value)
+        return orjson.dumps(value)
 
-    def add(self, outcome: SliceOutcome) -> None:
-        self._waiting[outcome.number] = outcome
+    def add(self, batch: BatchOutcome) -> None:
+        for outcome in batch:
+            self._waiting[outcome.number] = self._encode(outcome)
+        separator = b",\n" if self._format == "json" else b""
         while self._next in self._waiting:
-            self._write(self._encode(self._waiting.pop(self._next)))
+            entry = self._waiting.pop(self._next)
+            self._write((b"\n" if self._next == 1 and separator else separator) + entry)
             self._next += 1
         self._stream.flush()
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dcp_worker.errors import UsageError
 from dcp_worker.supervisor.job import JobSpec
-from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool, SliceOutcome
+from dcp_worker.supervisor.outcomes import OutcomesHandler
+from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool
 
 DEFAULT_SLICE_TIMEOUT_SECONDS = 300.0
 DEFAULT_MEMORY_MB = 1024
@@ -52,8 +53,8 @@ def run_slices(
     *,
     sandboxes: int,
     limits: SandboxLimits,
-    report: Callable[[SliceOutcome], None],
+    report: OutcomesHandler,
 ) -> None:
-    """Run slice N on ``inputs[N-1]`` (tagged JSON) for every N; ``report`` each outcome."""
+    """Run slice N on ``inputs[N-1]`` (tagged JSON) for every N; ``report`` outcomes as they come."""
     pool = SandboxPool(job, sandboxes=sandboxes, limits=limits)
-    asyncio.run(pool.run(enumerate(inputs, start=1), report))
+    asyncio.run(pool.run(range(1, len(inputs) + 1), inputs, report))

@@ -7,9 +7,10 @@ supervisor sees the channel close and starts another host.
 
 Messages, supervisor to host:
   {"op": "assign", "job": {...}}        -> {"op": "assigned"} or {"op": "assignError", "error": {...}}
-  {"op": "run", "slices": [[n, datum]]} -> {"op": "results", "results": [report, ...]}
+  {"op": "run"}, then a frame {"first": n, "data": [...]}  -> {"op": "results", "results": report}
+      (or "numbers": [n, ...] in place of "first", when the slices' numbers do not run on)
   {"op": "exit"}                         -> the process exits
-A report is built by ``runtime.js`` (see ``finishSlice`` there). When the isolate's heap limit
+A report is built by ``runtime.js`` (see ``newReport`` there). When the isolate's heap limit
 is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits.
 
 This module imports nothing from the rest of the package but ``framing`` and ``limits``, so a
@@ -53,6 +54,9 @@ class Channel:
         if not isinstance(message, dict):
             raise ValueError("expected a JSON object")
         return message
+
+    def receive_raw(self) -> bytes:
+        return read_frame(self.read_fd)
 
     def send(self, message: dict[str, Any]) -> None:
         write_frame(self.write_fd, orjson.dumps(message))
@@ -119,10 +123,11 @@ class Sandbox:
             return describe_compile_error(error, filename)
         return None
 
-    def run(self, slices: list[Any]) -> str:
+    def run(self, slices_json: str) -> str:
+        """Run a batch, given as JSON text; return the runtime's report, as JSON text."""
         from py_mini_racer import JSPromise
 
-        outcome = self.racer.eval(f"__dcpHost.runBatch({js_string(orjson.dumps(slices).decode())})")
+        outcome = self.racer.eval(f"__dcpHost.runBatch({js_string(slices_json)})")
         if isinstance(outcome, JSPromise):
             outcome = outcome.get()
         if not isinstance(outcome, str):
@@ -144,7 +149,7 @@ def serve(channel: Channel, sandbox: Sandbox) -> None:
         op = message.get("op")
         if op == "run":
             try:
-                report = sandbox.run(message["slices"])
+                report = sandbox.run(channel.receive_raw().decode())
             except JSOOMException as error:
                 channel.send({"op": "fatal", "kind": "memory", "message": str(error)})
                 return

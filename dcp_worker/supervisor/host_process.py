@@ -87,18 +87,24 @@ class SandboxHost:
         while line := await stream.readline():
             self._stderr_tail.append(line.decode("utf-8", "replace").rstrip())
 
-    async def request(self, body: bytes, timeout: float | None) -> dict[str, Any]:
-        stdin, stdout = self._process.stdin, self._process.stdout
-        assert stdin is not None and stdout is not None
+    def send(self, body: bytes) -> None:
+        """Queue a message for the host. Not awaited: the host reads it when it is ready, and
+        waiting here while the host writes a large answer nobody reads would deadlock."""
+        stdin = self._process.stdin
+        assert stdin is not None
+        stdin.write(encode_frame(body))
+
+    async def receive(self, timeout: float | None) -> dict[str, Any]:
+        """The host's next message; kills the host if it takes longer than ``timeout`` seconds."""
+        stdout = self._process.stdout
+        assert stdout is not None
         try:
-            stdin.write(encode_frame(body))
-            await stdin.drain()
             async with asyncio.timeout(timeout):
                 reply = await stdout.readexactly(frame_length(await stdout.readexactly(HEADER.size)))
         except TimeoutError:
             await self.kill()
             raise HostTimeout(f"no answer within {timeout:g} s") from None
-        except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             raise await self._death() from None
         message = orjson.loads(reply)
         if not isinstance(message, dict):
@@ -110,10 +116,20 @@ class SandboxHost:
             )
         return message
 
-    async def run(self, slices: list[tuple[int, Any]], timeout: float) -> list[dict[str, Any]]:
-        reply = await self.request(orjson.dumps({"op": "run", "slices": slices}), timeout)
-        results: list[dict[str, Any]] = reply["results"]
-        return results
+    async def request(self, body: bytes, timeout: float | None) -> dict[str, Any]:
+        self.send(body)
+        return await self.receive(timeout)
+
+    def send_batch(self, batch_json: bytes) -> None:
+        """Queue a batch (see SliceBatch.to_json): a header, then the batch as a frame of its
+        own, which the host hands to the isolate without parsing it."""
+        self.send(b'{"op":"run"}')
+        self.send(batch_json)
+
+    async def batch_report(self, timeout: float) -> dict[str, Any]:
+        """The report on the oldest batch sent and not yet answered (see runtime.js, newReport)."""
+        report: dict[str, Any] = (await self.receive(timeout))["results"]
+        return report
 
     async def _death(self) -> HostDied:
         code = await self._process.wait()
@@ -140,12 +156,11 @@ class SandboxHost:
         assert stdin is not None
         if self._process.returncode is None:
             try:
-                stdin.write(encode_frame(b'{"op":"exit"}'))
-                await stdin.drain()
+                self.send(b'{"op":"exit"}')
                 stdin.close()
                 async with asyncio.timeout(EXIT_GRACE_SECONDS):
                     await self._process.wait()
-            except (TimeoutError, ConnectionError, BrokenPipeError):
+            except (TimeoutError, ConnectionError):
                 pass
             except asyncio.CancelledError:
                 await asyncio.shield(self.kill())

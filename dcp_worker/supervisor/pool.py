@@ -11,8 +11,8 @@ import asyncio
 import collections
 import math
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dcp_worker.errors import (
@@ -21,19 +21,21 @@ from dcp_worker.errors import (
     SandboxCrashError,
     SliceError,
     SliceTimeoutError,
-    WorkFunctionException,
-    WorkRejectedError,
 )
+from dcp_worker.supervisor.batch import SliceBatch
 from dcp_worker.supervisor.host_process import HostDied, HostTimeout, SandboxHost
 from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.outcomes import (
+    BatchOutcome,
+    OutcomesHandler,
+    SliceOutcome,
+    batch_outcome,
+    memory_limit_message,
+)
 
 TARGET_BATCH_SECONDS = 0.02
-MAX_BATCH_SLICES = 512
-REPORT_ERRORS: dict[str, type[SliceError]] = {
-    "error": WorkFunctionException,
-    "memory": MemoryLimitError,
-    "reject": WorkRejectedError,
-}
+MAX_BATCH_SLICES = 8192
+PIPELINE_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -42,51 +44,16 @@ class SandboxLimits:
     memory_mb: int = 1024
 
 
-@dataclass
-class SliceOutcome:
-    """What became of one slice. ``value`` is tagged JSON (see ``dcp_worker.jsvalues``)."""
-
-    number: int
-    value: Any = None
-    error: SliceError | None = None
-    console: list[tuple[str, str]] = field(default_factory=list)
-    events: list[tuple[str, Any]] = field(default_factory=list)
-    progress_calls: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def outcome_from_report(report: dict[str, Any], memory_mb: int) -> SliceOutcome:
-    number = report["n"]
-    outcome = SliceOutcome(
-        number=number,
-        console=[(level, text) for level, text in report.get("console", ())],
-        events=[(name, payload) for name, payload in report.get("events", ())],
-        progress_calls=report.get("progress", 0),
-    )
-    if report["ok"]:
-        outcome.value = report["value"]
-    else:
-        error = report["error"]
-        kind = REPORT_ERRORS.get(report.get("kind", "error"), WorkFunctionException)
-        name, message = error["name"], error["message"]
-        if kind is MemoryLimitError:
-            name, message = "MemoryLimitError", memory_limit_message(memory_mb, f"{name}: {message}")
-        outcome.error = kind(number, name, message, error.get("stack"))
-    return outcome
-
-
-def memory_limit_message(memory_mb: int, detail: str) -> str:
-    return f"the slice exceeded the sandbox memory limit of {memory_mb} MB ({detail})"
-
-
 class BatchPacer:
     """Chooses batch sizes from how long this host's recent slices took."""
 
     def __init__(self) -> None:
         self._seconds_per_slice: float | None = None
+
+    @property
+    def fast(self) -> bool:
+        """Whether a batch is short enough that queueing a second one delays no one."""
+        return self._seconds_per_slice is not None and self._seconds_per_slice < TARGET_BATCH_SECONDS
 
     def size(self, remaining: int, workers: int) -> int:
         if self._seconds_per_slice is None:
@@ -110,56 +77,91 @@ class SandboxPool:
         self._job = job
         self._sandboxes = sandboxes
         self._limits = limits
-        self._queue: collections.deque[tuple[int, Any]] = collections.deque()
-        self._alone: collections.deque[tuple[int, Any]] = collections.deque()
-        self._report: Callable[[SliceOutcome], None] = lambda outcome: None
+        # Slices not yet sent are numbers[sent:] on data[sent:]; batches a lost host never ran
+        # wait in _retry, and slices of a batch that broke a limit wait in _alone, to run alone.
+        self._numbers: Sequence[int] = ()
+        self._data: Sequence[Any] = ()
+        self._sent = 0
+        self._retry: collections.deque[SliceBatch] = collections.deque()
+        self._alone: collections.deque[SliceBatch] = collections.deque()
+        self._report: OutcomesHandler = lambda outcome: None
 
-    async def run(self, slices: Iterable[tuple[int, Any]], report: Callable[[SliceOutcome], None]) -> None:
-        """Run every slice; call ``report`` once per slice, in completion order.
+    async def run(
+        self,
+        numbers: Sequence[int],
+        data: Sequence[Any],
+        report: OutcomesHandler,
+    ) -> None:
+        """Run slice ``numbers[i]`` on ``data[i]`` (tagged JSON) for every i; ``report`` outcomes
+        as they complete, a batch at a time.
 
-        Raises ``WorkFunctionError`` before any slice runs if the job does not compile.
+        Raises ``WorkFunctionError`` before any slice runs if the job does not compile: every
+        host compiles the job as it starts, and the hosts start together.
         """
-        self._queue.extend(slices)
+        if len(numbers) != len(data):
+            raise ValueError(f"{len(numbers)} slice numbers for {len(data)} data")
+        self._numbers, self._data = numbers, data
         self._report = report
-        if not self._queue:
-            return
-        first = await SandboxHost.start(self._job, self._limits.memory_mb)
-        workers = min(self._sandboxes, len(self._queue))
+        workers = min(self._sandboxes, len(numbers))
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._work(first))
-                for _ in range(workers - 1):
-                    group.create_task(self._work(None))
+                for _ in range(workers):
+                    group.create_task(self._work())
         except BaseExceptionGroup as failures:
             raise _first_package_error(failures) from None
 
-    def _take_batch(self, pacer: BatchPacer) -> list[tuple[int, Any]]:
-        if self._alone:
-            return [self._alone.popleft()]
-        size = pacer.size(len(self._queue), self._sandboxes)
-        return [self._queue.popleft() for _ in range(min(size, len(self._queue)))]
+    def _has_work(self) -> bool:
+        return bool(self._alone or self._retry or self._sent < len(self._numbers))
 
-    async def _work(self, host: SandboxHost | None) -> None:
+    def _take_batch(self, pacer: BatchPacer) -> SliceBatch | None:
+        """The next batch to send, or None when nothing is left."""
+        if self._alone:
+            return self._alone.popleft()
+        if self._retry:
+            return self._retry.popleft()
+        start, total = self._sent, len(self._numbers)
+        if start == total:
+            return None
+        self._sent = min(start + pacer.size(total - start, self._sandboxes), total)
+        return SliceBatch(self._numbers[start : self._sent], self._data[start : self._sent])
+
+    async def _work(self) -> None:
+        """Feed one host until no slices are left, replacing it whenever it dies or must retire.
+
+        While slices are fast, a second batch waits in the host's input so that it never sits
+        idle while this process handles the first batch's results.
+        """
         pacer = BatchPacer()
+        in_flight: collections.deque[SliceBatch] = collections.deque()
+        host: SandboxHost | None = None
         try:
-            while batch := self._take_batch(pacer):
+            while True:
                 if host is None:
+                    if not self._has_work():
+                        break
                     host = await SandboxHost.start(self._job, self._limits.memory_mb)
+                depth = PIPELINE_DEPTH if pacer.fast else 1
+                while len(in_flight) < depth and (batch := self._take_batch(pacer)):
+                    host.send_batch(batch.to_json())
+                    in_flight.append(batch)
+                if not in_flight:
+                    break
+                batch = in_flight.popleft()
                 started = time.perf_counter()
                 try:
-                    reports = await host.run(batch, self._limits.slice_timeout)
+                    report = await host.batch_report(self._limits.slice_timeout)
                 except (HostTimeout, HostDied) as failure:
                     host = None
+                    self._requeue(in_flight)
                     self._failed(batch, failure)
                     continue
                 pacer.observe(len(batch), time.perf_counter() - started)
-                replace = False
-                for report in reports:
-                    outcome = outcome_from_report(report, self._limits.memory_mb)
-                    replace = replace or isinstance(outcome.error, MemoryLimitError | WorkRejectedError)
-                    self._report(outcome)
-                if replace:
-                    await host.close()
+                outcome = batch_outcome(batch.numbers, report, self._limits.memory_mb)
+                self._report(outcome)
+                # DCP closes a sandbox that rejected its slice; one that hit the memory cap is spent.
+                if outcome.retire:
+                    self._requeue(in_flight)
+                    await host.kill()
                     host = None
         except BaseException:
             # Cancelled or failed: a host may be deep in a slice, so don't wait for it to exit.
@@ -169,12 +171,17 @@ class SandboxPool:
         if host is not None:
             await host.close()
 
-    def _failed(self, batch: list[tuple[int, Any]], failure: HostTimeout | HostDied) -> None:
+    def _requeue(self, batches: collections.deque[SliceBatch]) -> None:
+        """Put batches a lost host never ran back at the head of the queue, in order."""
+        self._retry.extendleft(reversed(batches))
+        batches.clear()
+
+    def _failed(self, batch: SliceBatch, failure: HostTimeout | HostDied) -> None:
         """Fail a slice that broke a limit alone; run a batch's slices again one at a time."""
         if len(batch) > 1:
-            self._alone.extendleft(reversed(batch))
+            self._alone.extendleft(reversed(list(batch.singles())))
             return
-        number = batch[0][0]
+        number = batch.numbers[0]
         error: SliceError
         if isinstance(failure, HostTimeout):
             limit = self._limits.slice_timeout
@@ -185,14 +192,19 @@ class SandboxPool:
             error = MemoryLimitError(number, "MemoryLimitError", message)
         else:
             error = SandboxCrashError(number, "SandboxCrashError", failure.reason)
-        self._report(SliceOutcome(number=number, error=error))
+        self._report(BatchOutcome.single(SliceOutcome(number=number, error=error)))
 
 
 def _first_package_error(failures: BaseExceptionGroup[BaseException]) -> BaseException:
-    """Unwrap a task group's failure to the error a caller should see."""
-    for failure in failures.exceptions:
+    """Unwrap a task group's failure to the one error a caller should see, the package's own
+    where there is one (the other hosts' tasks fail with the same error, or are cancelled)."""
+    flat: list[BaseException] = []
+    pending: list[BaseException] = [failures]
+    while pending:
+        failure = pending.pop()
         if isinstance(failure, BaseExceptionGroup):
-            return _first_package_error(failure)
-        if isinstance(failure, DCPWorkerError):
-            return failure
-    return failures
+            pending.extend(reversed(failure.exceptions))
+        else:
+            flat.append(failure)
+    own = [failure for failure in flat if isinstance(failure, DCPWorkerError)]
+    return (own or flat)[0]

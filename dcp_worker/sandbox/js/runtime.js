@@ -101,6 +101,7 @@
       case 'function': return { [TAG]: 'Function', name: StringCtor(value.name) };
     }
     if (value === null) return null;
+    if (ancestors === null) ancestors = new SetCtor();
     if (ancestors.has(value)) throw new TypeError('the value contains a circular reference');
     ancestors.add(value);
     try {
@@ -342,7 +343,7 @@
     emit(name, payload) {
       if (typeof name !== 'string') throw new TypeError('work.emit(name, payload): name must be a string');
       if (current === null) return;
-      arrayPush.call(current.events, [name, encode(payload, new SetCtor())]);
+      arrayPush.call(current.events, [name, encode(payload, null)]);
     },
     reject(reason) {
       if (current !== null && current.rejected === null) {
@@ -510,31 +511,62 @@
     fireLeftoverTimers();
   }
 
-  function finishSlice(ok, value) {
+  // A batch's report, in columns so that the supervisor handles fast slices in bulk:
+  //   values:  the i-th slice's result (tagged JSON), or null for a slice in details;
+  //   details: one object per slice with more to say (console output, events, an error, or no
+  //            progress() call): {n, ok, progress, value | error + kind, console?, events?};
+  //   tagged:  whether any value is an object or array, which may hold tags to decode;
+  //   retire:  whether a slice ended its sandbox (work.reject, or the memory cap).
+  function newReport() {
+    return { values: [], details: [], tagged: false, retire: false };
+  }
+
+  function finishSlice(report, ok, value) {
     const slice = current;
     current = null;
-    const report = { n: slice.number, ok: true, progress: slice.progressCalls };
+    if (ok && slice.progressCalls > 0 && slice.rejected === null && slice.console.length === 0
+        && slice.events.length === 0) {
+      let encoded;
+      try {
+        encoded = encode(value, null);
+      } catch (e) {
+        ok = false;
+        value = new TypeError(`the result cannot be written: ${StringCtor(e.message)}`);
+      }
+      if (ok) {
+        if (encoded !== null && typeof encoded === 'object') report.tagged = true;
+        arrayPush.call(report.values, encoded);
+        return;
+      }
+    }
+    arrayPush.call(report.values, null);
+    arrayPush.call(report.details, sliceDetails(slice, ok, value, report));
+  }
+
+  function sliceDetails(slice, ok, value, report) {
+    const details = { n: slice.number, ok: true, progress: slice.progressCalls };
     if (slice.rejected !== null) {
-      report.ok = false;
-      report.kind = 'reject';
-      report.error = { name: 'WorkReject', message: slice.rejected };
+      details.ok = false;
+      details.kind = 'reject';
+      details.error = { name: 'WorkReject', message: slice.rejected };
     } else if (ok) {
       try {
-        report.value = encode(value, new SetCtor());
+        details.value = encode(value, null);
       } catch (e) {
-        report.ok = false;
-        report.kind = 'error';
-        report.error = { name: 'TypeError', message: `the result cannot be written: ${StringCtor(e.message)}` };
+        details.ok = false;
+        details.kind = 'error';
+        details.error = { name: 'TypeError', message: `the result cannot be written: ${StringCtor(e.message)}` };
       }
     } else {
-      report.ok = false;
-      report.error = describeError(value);
-      const memory = value instanceof RangeError && apply(regexpTest, MEMORY_ERROR, [report.error.message]);
-      report.kind = memory ? 'memory' : 'error';
+      details.ok = false;
+      details.error = describeError(value);
+      const memory = value instanceof RangeError && apply(regexpTest, MEMORY_ERROR, [details.error.message]);
+      details.kind = memory ? 'memory' : 'error';
     }
-    if (slice.console.length) report.console = slice.console;
-    if (slice.events.length) report.events = slice.events;
-    return report;
+    if (details.kind === 'reject' || details.kind === 'memory') report.retire = true;
+    if (slice.console.length) details.console = slice.console;
+    if (slice.events.length) details.events = slice.events;
+    return details;
   }
 
   function isThenable(value) {
@@ -542,29 +574,29 @@
       && typeof value.then === 'function';
   }
 
-  // Runs slices [index..] of `batch`; returns the JSON report, or a promise of it as soon as one
-  // slice turns out to be asynchronous.
-  function runFrom(batch, index, reports) {
-    for (; index < batch.length; index++) {
-      const [number, datum] = batch[index];
-      beginSlice(number);
+  // Runs slices [index..] of `batch` ({first | numbers, data}); returns the JSON report, or a
+  // promise of it as soon as one slice turns out to be asynchronous.
+  function runFrom(batch, index, report) {
+    const { data, numbers, first } = batch;
+    for (; index < data.length; index++) {
+      beginSlice(numbers === undefined ? first + index : numbers[index]);
       let result;
       try {
-        result = apply(workFunction, null, [decode(datum), ...workArguments]);
-        if (isThenable(result)) return finishAsync(batch, index, reports, result);
+        result = apply(workFunction, null, [decode(data[index]), ...workArguments]);
+        if (isThenable(result)) return finishAsync(batch, index, report, result);
       } catch (e) {
-        arrayPush.call(reports, finishSlice(false, e));
+        finishSlice(report, false, e);
         continue;
       }
-      arrayPush.call(reports, finishSlice(true, result));
+      finishSlice(report, true, result);
     }
-    return JSONstringify(reports);
+    return JSONstringify(report);
   }
 
-  async function finishAsync(batch, index, reports, pending) {
+  async function finishAsync(batch, index, report, pending) {
     const [ok, value] = await settle(pending);
-    arrayPush.call(reports, finishSlice(ok, value));
-    return runFrom(batch, index + 1, reports);
+    finishSlice(report, ok, value);
+    return runFrom(batch, index + 1, report);
   }
 
   defineProperty(global, '__dcpHost', {
@@ -584,7 +616,7 @@
         }
         freeze(jobPublic);
       },
-      runBatch(json) { return runFrom(JSONparse(json), 0, []); },
+      runBatch(json) { return runFrom(JSONparse(json), 0, newReport()); },
     }),
   });
 })();
