@@ -630,3 +630,16 @@ def test_async_work_function_awaiting_set_timeout(tmp_path: Path) -> None:
         {"slice": n, "result": {"value": 2 * n, "waited": True}} for n in (1, 2, 3)
     ]
     assert PROGRESS_WARNING not in result.stderr
+
+
+@pytest.mark.parametrize("tag", ["Nope", "constructor", "__proto__", "toString"])
+def test_unknown_tags_in_input_fail_their_slice(tmp_path: Path, tag: str) -> None:
+    work = write(tmp_path, "wf.js", IDENTITY)
+    inputs = write_json(tmp_path, "in.json", [{"$dcp": tag, "base64": "AA=="}, 2])
+
+    result = localexec(tmp_path, work, inputs, "--format", "jsonl")
+
+    assert result.returncode == 1, describe(result)
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first == {"slice": 1, "error": {"name": "TypeError", "message": f'unknown $dcp tag "{tag}"'}}
+    assert second == {"slice": 2, "result": 2}

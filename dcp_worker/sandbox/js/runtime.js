@@ -16,7 +16,7 @@
   const dateNow = Date.now;
   const dateGetTime = Date.prototype.getTime;
   const dateToISOString = Date.prototype.toISOString;
-  const errorCaptureStack = (e) => (typeof e.stack === 'string' ? e.stack : undefined);
+  const stackOf = (error) => (typeof error.stack === 'string' ? error.stack : undefined);
   const numberIsNaN = Number.isNaN;
   const numberIsFinite = Number.isFinite;
   const StringCtor = String;
@@ -40,18 +40,17 @@
   const base64Decode = global.atob;
   const fromCharCode = String.fromCharCode;
   const charCodeAt = String.prototype.charCodeAt;
-  const typedArrayTag = Object.getOwnPropertyDescriptor(
-    Object.getPrototypeOf(Int8Array.prototype), Symbol.toStringTag).get;
-  const typedArrayBuffer = Object.getOwnPropertyDescriptor(
-    Object.getPrototypeOf(Int8Array.prototype), 'buffer').get;
-  const typedArrayByteOffset = Object.getOwnPropertyDescriptor(
-    Object.getPrototypeOf(Int8Array.prototype), 'byteOffset').get;
-  const typedArrayByteLength = Object.getOwnPropertyDescriptor(
-    Object.getPrototypeOf(Int8Array.prototype), 'byteLength').get;
-  const TYPED_ARRAYS = {
+  const typedArrayGetter = (name) => Object.getOwnPropertyDescriptor(
+    Object.getPrototypeOf(Int8Array.prototype), name).get;
+  const typedArrayTag = typedArrayGetter(Symbol.toStringTag);
+  const typedArrayBuffer = typedArrayGetter('buffer');
+  const typedArrayByteOffset = typedArrayGetter('byteOffset');
+  const typedArrayByteLength = typedArrayGetter('byteLength');
+  // By name, with no prototype, so that a tag such as "constructor" finds nothing.
+  const TYPED_ARRAYS = Object.assign(Object.create(null), {
     Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
     Float32Array, Float64Array, BigInt64Array, BigUint64Array,
-  };
+  });
   if (typeof global.Float16Array === 'function') TYPED_ARRAYS.Float16Array = global.Float16Array;
   const MEMORY_ERROR = /Array buffer allocation failed|Unable to grow instance memory|Cannot allocate Wasm memory|could not allocate memory|Out of memory/i;
   const TAG = '$dcp';
@@ -227,7 +226,7 @@
     }
     if (value === null) return 'null';
     if (seen.has(value)) return '[Circular]';
-    if (value instanceof Error) return errorCaptureStack(value) ?? `${value.name}: ${value.message}`;
+    if (value instanceof Error) return stackOf(value) ?? `${value.name}: ${value.message}`;
     if (value instanceof Date) {
       return numberIsNaN(dateGetTime.call(value)) ? 'Invalid Date' : dateToISOString.call(value);
     }
@@ -305,7 +304,7 @@
       try {
         name = StringCtor(error.name ?? 'Error');
         message = StringCtor(error.message ?? '');
-        stack = errorCaptureStack(error);
+        stack = stackOf(error);
       } catch (e) {
         return { name: 'Error', message: '[an error whose properties cannot be read]' };
       }
