@@ -253,3 +253,12 @@ def test_inputs_javascript_cannot_receive_raise_type_error() -> None:
 
 def test_no_inputs_means_no_slices() -> None:
     assert run("x => x", []) == []
+
+
+def test_sloppy_mode_is_available_as_dcp_default() -> None:
+    source = (
+        "function (x) { progress(); undeclared = x; return [this === globalThis, globalThis.undeclared]; }"
+    )
+    assert run(source, [5], strict=False) == [[True, 5]]
+    [error] = run(source, [5])
+    assert isinstance(error, WorkFunctionException) and error.name == "ReferenceError"

@@ -93,6 +93,14 @@ def localexec(
         Path | None,
         typer.Option(metavar="FILE", help="Write the results to FILE instead of stdout."),
     ] = None,
+    sloppy: Annotated[
+        bool,
+        typer.Option(
+            "--sloppy",
+            help="Compile the work function in sloppy mode, as DCP does for jobs that do not "
+            "require useStrict (then `this` is the global object, not null).",
+        ),
+    ] = False,
 ) -> int:
     """Run a DCP job (work function + inputs) on this machine, on all cores, with no scheduler.
 
@@ -109,6 +117,7 @@ def localexec(
         filename=os.fspath(work_function_file),
         arguments=read_arguments(args_file) if args_file is not None else [],
         modules=modules,
+        strict=not sloppy,
     )
     with result_stream(out) as stream:
         writer = ResultWriter(stream, output_format.value)

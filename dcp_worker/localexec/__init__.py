@@ -32,6 +32,7 @@ def run(
     modules: Mapping[str, str] | None = None,
     slice_timeout: float | None = None,
     memory_mb: int | None = None,
+    strict: bool = True,
     on_console: ConsoleHandler | None = print_to_stderr,
 ) -> list[Any]:
     """Run ``work_function_source`` on each input, in parallel sandboxes, and return the results.
@@ -39,8 +40,9 @@ def run(
     Each input is one slice; the list holds the slices' results in input order. A slice that
     failed holds a ``dcp_worker.errors.SliceError`` instead of a result (it is not raised).
     ``modules`` maps names for ``require()`` to CommonJS sources. ``cores`` defaults to the
-    machine's cores, ``slice_timeout`` to 300 s and ``memory_mb`` to 1024. Values map between
-    Python and JavaScript as ``dcp_worker.jsvalues`` describes.
+    machine's cores, ``slice_timeout`` to 300 s and ``memory_mb`` to 1024. ``strict=False``
+    compiles the work function in sloppy mode, as DCP does for jobs without ``useStrict``.
+    Values map between Python and JavaScript as ``dcp_worker.jsvalues`` describes.
 
     Raises ``WorkFunctionError`` if the work function or a module does not compile,
     ``UsageError`` (a ``ValueError``) for a bad option, ``TypeError`` for an input or
@@ -50,6 +52,7 @@ def run(
         work_function=work_function_source,
         arguments=to_json(list(args)),
         modules={name: Module(source, f"{name}.js") for name, source in (modules or {}).items()},
+        strict=strict,
     )
     encoded = to_json_many(list(inputs))
     results: list[Any] = [None] * len(encoded)

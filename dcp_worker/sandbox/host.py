@@ -36,6 +36,8 @@ SCRIPTS = ("encoding.js", "runtime.js")
 ERROR_LOCATION = re.compile(r"^(.*?):(\d+): (.*)$", re.MULTILINE)
 # A script that does not parse is "<anonymous>", since its sourceURL comment was never read.
 UNPARSED_SCRIPT = "<anonymous>"
+# On the work function's first line, so that line numbers stay the file's own.
+STRICT_PROLOGUE = '"use strict";'
 
 
 class Channel:
@@ -113,9 +115,8 @@ class Sandbox:
             except JSEvalException as error:
                 return describe_compile_error(error, filename)
         filename = job["filename"]
-        script = (
-            f'"use strict";__dcpHost.setWorkFunction(({job["workFunction"]}\n));\n//# sourceURL={filename}'
-        )
+        prologue = STRICT_PROLOGUE if job["strict"] else ""
+        script = f"{prologue}__dcpHost.setWorkFunction(({job['workFunction']}\n));\n//# sourceURL={filename}"
         try:
             self.racer.eval(script)
             self.racer.eval(f"__dcpHost.configure({js_string(orjson.dumps(job['config']).decode())})")

@@ -24,6 +24,9 @@ class JobSpec:
     arguments: Sequence[Any] = ()
     modules: Mapping[str, Module] = field(default_factory=dict)
     public: Mapping[str, str] = field(default_factory=dict)
+    # DCP compiles work functions in strict mode only for jobs that ask (useStrict); in strict
+    # mode the function's `this` is null, in sloppy mode the global object.
+    strict: bool = True
 
     def assign_message(self) -> bytes:
         return orjson.dumps(
@@ -31,6 +34,7 @@ class JobSpec:
                 "op": "assign",
                 "job": {
                     "workFunction": self.work_function,
+                    "strict": self.strict,
                     "filename": self.filename,
                     "modules": {
                         name: {"source": module.source, "filename": module.filename}
