@@ -233,8 +233,6 @@ def to_json_many(values: list[Any]) -> list[Any]:
     kinds = set(map(type, values))
     if kinds <= PLAIN_TYPES:
         return values
-    if kinds <= PLAIN_TYPES | {int}:
-        integers = [value for value in values if type(value) is int]
-        if min(integers) >= -MAX_SAFE_INTEGER and max(integers) <= MAX_SAFE_INTEGER:
-            return values
+    if kinds == {int} and -MAX_SAFE_INTEGER <= min(values) and max(values) <= MAX_SAFE_INTEGER:
+        return values
     return [to_json(value) for value in values]
