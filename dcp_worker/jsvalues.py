@@ -233,6 +233,6 @@ def to_json_many(values: list[Any]) -> list[Any]:
     kinds = set(map(type, values))
     if kinds <= PLAIN_TYPES:
         return values
-    if kinds == {int} and -MAX_SAFE_INTEGER <= min(values) and max(values) <= MAX_SAFE_INTEGER:
+    if kinds == {int} and min(values) >= -MAX_SAFE_INTEGER and max(values) <= MAX_SAFE_INTEGER:
         return values
     return [to_json(value) for value in values]
