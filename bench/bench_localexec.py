@@ -4,15 +4,21 @@ Run from the project root::
 
     .venv/bin/python bench/bench_localexec.py [--quick]
 
-Three parts, each printed as a table:
+Four parts, each printed as a table:
 
 1. Trivial slices (``x => { progress(); return x * x; }``) with one and two sandboxes: wall time
-   of ``run()``, the fixed start-up cost (``run()`` of one input), slices per second, overhead per
-   slice once start-up is taken out, how two sandboxes compare with one, and how the CPU time
-   splits between this (supervisor) process and the sandbox hosts.
-2. A CPU-bound work function (prime counting by trial division) run in plain ``node`` and in our
-   sandboxes: median time per slice in each and their ratio, plus ``run()`` with two sandboxes.
-3. The machine and engines: core count, mini-racer's V8 and node's V8.
+   of ``run()``, the fixed start-up cost (``run()`` of as many inputs as there are sandboxes,
+   since a run starts all its hosts together), slices per second, overhead per slice once
+   start-up is taken out, how two sandboxes compare with one, and how the CPU time splits
+   between this (supervisor) process and the sandbox hosts.
+2. Light slices: the same figures for a work function that does a few tens of microseconds of
+   real work per slice (a numeric loop seeded by the input), the case where the pool's own
+   per-slice cost no longer dominates.
+3. CPU-bound work functions (prime counting, Mandelbrot escape counts, sorting a typed array,
+   churning objects and strings through a Map) run in plain ``node`` and in our sandboxes, taking
+   turns: median time per slice in each and their ratio, kernel by kernel; for prime counting
+   also ``run()`` with one and two sandboxes.
+4. The machine and engines: core count, mini-racer's V8 and node's V8.
 
 Each part also reports how much CPU other processes on the machine used while it ran, since
 figures taken on a shared machine are only as good as the machine was quiet.
@@ -47,14 +53,38 @@ from typing import Any
 from dcp_worker.jsvalues import from_json, to_json
 from dcp_worker.localexec import run
 from dcp_worker.localexec.runner import DEFAULT_MEMORY_MB, DEFAULT_SLICE_TIMEOUT_SECONDS
+from dcp_worker.supervisor.batch import SliceBatch
 from dcp_worker.supervisor.host_process import SandboxHost
 from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.outcomes import batch_outcome
 
 TRIVIAL_WORK_FUNCTION = "x => { progress(); return x * x; }"
 
-# Deterministic and CPU-bound; the hot loop touches only locals. About 0.4-0.5 s per slice in
-# node 20 on a current x86 server core. progress() is called once, after the loop.
-CPU_WORK_FUNCTION = """function countPrimesBelow(bound) {
+# A few tens of microseconds per slice once optimised (about 26 µs in node 20 and in mini-racer
+# on a current x86 server core), with only locals in the hot loop. Every step is exact below
+# 2**53 before `| 0` wraps it to 32 bits, so each variable is affine in the seed modulo 2**32
+# and light_expected() can compose the steps once and answer for any seed at once. (A `%` in
+# the loop would do as well in node but runs several times slower in mini-racer's V8.)
+LIGHT_MULTIPLIER = 1103
+LIGHT_INCREMENT = 12345
+LIGHT_MIX = 31
+LIGHT_ITERATIONS = 20_000
+LIGHT_WORK_FUNCTION = f"""function lightSlice(seed) {{
+  let x = seed | 0;
+  let y = 0;
+  for (let i = 0; i < {LIGHT_ITERATIONS}; i++) {{
+    x = (x * {LIGHT_MULTIPLIER} + {LIGHT_INCREMENT}) | 0;
+    y = (y * {LIGHT_MIX} + x) | 0;
+  }}
+  progress();
+  return y;
+}}"""
+
+# The CPU-bound kernels: deterministic, each about 0.35-0.45 s per slice in node 20 on a current
+# x86 server core, each calling progress() once, after its work.
+
+# Integer arithmetic and branches; the hot loop touches only locals.
+PRIMES_WORK_FUNCTION = """function countPrimesBelow(bound) {
   let count = 0;
   for (let i = 2; i < bound; i++) {
     let prime = true;
@@ -69,7 +99,101 @@ CPU_WORK_FUNCTION = """function countPrimesBelow(bound) {
   progress(1);
   return count;
 }"""
-CPU_INPUTS = [2_000_000 + 1_000 * k for k in range(6)]
+
+# Floating point: escape counts over a size x size grid. JavaScript rounds every operation
+# (no fused multiply-add), so both engines must count alike.
+MANDELBROT_WORK_FUNCTION = """function mandelbrotEscapes(size) {
+  const maxIterations = 256;
+  let total = 0;
+  for (let row = 0; row < size; row++) {
+    const ci = -1.25 + (2.5 * row) / size;
+    for (let column = 0; column < size; column++) {
+      const cr = -2.1 + (2.7 * column) / size;
+      let zr = 0;
+      let zi = 0;
+      let n = 0;
+      while (n < maxIterations && zr * zr + zi * zi <= 4) {
+        const t = zr * zr - zi * zi + cr;
+        zi = 2 * zr * zi + ci;
+        zr = t;
+        n++;
+      }
+      total += n;
+    }
+  }
+  progress(1);
+  return total;
+}"""
+
+# Typed arrays and a built-in: fill a million doubles from xorshift32, sort them, three times.
+SORT_WORK_FUNCTION = """function sortFloat64(seed) {
+  const length = 1 << 20;
+  const values = new Float64Array(length);
+  let x = seed | 0 || 1;
+  let checksum = 0;
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      values[i] = x / 4294967296;
+    }
+    values.sort();
+    for (let i = 0; i < length; i += 4096) checksum = (checksum * 31 + ((values[i] * 1e9) | 0)) | 0;
+  }
+  progress(1);
+  return checksum;
+}"""
+
+# Allocation: short-lived strings and objects churned through a Map of about 40,000 entries.
+MAP_WORK_FUNCTION = """function mapChurn(seed) {
+  const entries = new Map();
+  let x = seed | 0 || 1;
+  for (let i = 0; i < 700000; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const key = 'k' + ((x >>> 0) % 40000);
+    const entry = entries.get(key);
+    if (entry === undefined) {
+      entries.set(key, { hits: 1, last: key + ':' + i });
+    } else if (entry.hits === 30) {
+      entries.delete(key);
+    } else {
+      entry.hits++;
+      entry.last = key + ':' + i;
+    }
+  }
+  let checksum = 0;
+  for (const [key, entry] of entries) {
+    checksum = (checksum * 31 + entry.hits * key.length + entry.last.length) | 0;
+  }
+  progress(1);
+  return entries.size + ':' + checksum;
+}"""
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    source: str
+    inputs: tuple[Any, ...]
+    inputs_note: str
+
+
+PRIMES_INPUTS = tuple(2_000_000 + 1_000 * k for k in range(6))
+PRIMES = Kernel(
+    "countPrimesBelow",
+    PRIMES_WORK_FUNCTION,
+    PRIMES_INPUTS,
+    f"bounds {PRIMES_INPUTS[0]:,}..{PRIMES_INPUTS[-1]:,}",
+)
+KERNELS = (
+    PRIMES,
+    Kernel("mandelbrotEscapes", MANDELBROT_WORK_FUNCTION, tuple(range(1400, 1406)), "grids 1400²..1405²"),
+    Kernel("sortFloat64", SORT_WORK_FUNCTION, tuple(range(1, 7)), "3 x 2²⁰ doubles, seeds 1..6"),
+    Kernel("mapChurn", MAP_WORK_FUNCTION, tuple(range(1, 7)), "700,000 Map updates, seeds 1..6"),
+)
 
 # Runs the work function sequentially and reports each slice's result and time (hrtime, ms) as
 # JSON. `driver.js INPUTS.json` runs every input and prints one object; `driver.js --serve` reads
@@ -100,11 +224,13 @@ OVERHEAD_TARGET_US = 100.0
 SCALING_TARGET = 1.7
 NODE_RATIO_TARGET = 1.10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CORE_COUNTS = (1, 2)
 
 
 @dataclass(frozen=True)
 class Settings:
     trivial_slices: int
+    light_slices: int
     repeats: int
     startup_samples: int
 
@@ -112,12 +238,14 @@ class Settings:
 def parse_settings(argv: Sequence[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
-        "--quick", action="store_true", help="20,000 trivial slices and one repetition instead of three"
+        "--quick",
+        action="store_true",
+        help="200,000 trivial and 30,000 light slices, one repetition instead of three",
     )
     options = parser.parse_args(argv)
     if options.quick:
-        return Settings(trivial_slices=20_000, repeats=1, startup_samples=3)
-    return Settings(trivial_slices=200_000, repeats=3, startup_samples=5)
+        return Settings(trivial_slices=200_000, light_slices=30_000, repeats=1, startup_samples=3)
+    return Settings(trivial_slices=2_000_000, light_slices=100_000, repeats=3, startup_samples=5)
 
 
 # ---- measuring ----
@@ -202,9 +330,102 @@ def check(condition: bool, what: str) -> None:
         sys.exit(f"bench_localexec: wrong results: {what}")
 
 
-def startup(source: str, cores: int, samples: int, inputs: Sequence[Any] = (0,)) -> Sample:
-    """Median of ``run()`` on ``inputs`` (by default one trivial input)."""
+def startup(source: str, cores: int, samples: int, inputs: Sequence[Any]) -> Sample:
+    """Median of ``run()`` on ``inputs``, meant to be one quick input per sandbox: the run starts
+    that many hosts together, so this is the fixed cost of a run with ``cores`` sandboxes."""
     return median_sample([timed(partial(quiet_run, source, inputs, cores))[0] for _ in range(samples)])
+
+
+def light_expected(seeds: Sequence[int]) -> list[int]:
+    """What LIGHT_WORK_FUNCTION returns for each seed (each in 0 <= seed < 2**31).
+
+    Both loop variables are affine in the seed modulo 2**32: x = ax * seed + bx and
+    y = ay * seed + by. Composing the loop's steps once gives every slice's answer in O(1);
+    JavaScript's `| 0` reads the low 32 bits as a signed integer.
+    """
+    mask, a, c, mix = 0xFFFF_FFFF, LIGHT_MULTIPLIER, LIGHT_INCREMENT, LIGHT_MIX
+    ax, bx, ay, by = 1, 0, 0, 0
+    for _ in range(LIGHT_ITERATIONS):
+        ax, bx = a * ax & mask, (a * bx + c) & mask
+        ay, by = (mix * ay + ax) & mask, (mix * by + bx) & mask
+    unsigned = ((ay * seed + by) & mask for seed in seeds)
+    return [value - (1 << 32) if value >> 31 else value for value in unsigned]
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """``run()`` of n slices with one and with two sandboxes, and each one's start-up."""
+
+    slices: int
+    starts: dict[int, Sample]
+    samples: dict[int, list[Sample]]
+
+    def total(self, cores: int) -> Sample:
+        return median_sample(self.samples[cores])
+
+    def net_wall(self, cores: int) -> float:
+        return max(self.total(cores).wall - self.starts[cores].wall, 1e-9)
+
+    def net_cpu(self, cores: int) -> tuple[float, float]:
+        """CPU seconds of the supervisor and of the hosts, start-up taken out."""
+        total, start = self.total(cores), self.starts[cores]
+        return total.supervisor_cpu - start.supervisor_cpu, total.children_cpu - start.children_cpu
+
+
+def measure_scaling(source: str, expected: Sequence[Any], settings: Settings) -> Scaling:
+    n = len(expected)
+    starts = {
+        cores: startup(source, cores, settings.startup_samples, list(range(cores))) for cores in CORE_COUNTS
+    }
+    samples: dict[int, list[Sample]] = {cores: [] for cores in CORE_COUNTS}
+    for _ in range(settings.repeats):
+        for cores in CORE_COUNTS:  # interleaved, so drift affects both alike
+            sample, results = timed(partial(quiet_run, source, range(n), cores))
+            check(results == expected, f"{source[:40]!r}... with cores={cores}")
+            samples[cores].append(sample)
+    return Scaling(n, starts, samples)
+
+
+def scaling_rows(scaling: Scaling, settings: Settings, *, overhead_target: bool) -> list[tuple[str, ...]]:
+    n = scaling.slices
+    body: list[tuple[str, ...]] = []
+    for cores in CORE_COUNTS:
+        label = f"{cores} sandbox{'es' if cores > 1 else ''}"
+        inputs = f"{cores} input{'s' if cores > 1 else ''}"
+        total, net = scaling.total(cores), scaling.net_wall(cores)
+        walls = [sample.wall for sample in scaling.samples[cores]]
+        body += [
+            (f"{label}: start-up, run() of {inputs}", ms(scaling.starts[cores].wall), "", ""),
+            (f"{label}: total, run() of {n:,} inputs", ms(total.wall) + spread(walls, settings), "", ""),
+            (f"{label}: slices/s, raw", rate(n, total.wall), "", ""),
+            (f"{label}: slices/s, start-up excluded", rate(n, net), "", ""),
+        ]
+        if overhead_target and cores == 1:
+            per_slice = net / n
+            target = f"<= {OVERHEAD_TARGET_US:.0f} µs"
+            ok = per_slice * 1e6 <= OVERHEAD_TARGET_US
+            body.append((f"{label}: overhead per slice", us(per_slice), target, verdict(ok)))
+        else:
+            body.append((f"{label}: wall time per slice, start-up excluded", us(net / n), "", ""))
+        supervisor, hosts = scaling.net_cpu(cores)
+        body += [
+            (f"{label}: CPU per slice, supervisor (this process)", us(supervisor / n), "", ""),
+            (f"{label}: CPU per slice, sandbox hosts", us(hosts / n), "", ""),
+            (
+                f"{label}: cores busy, supervisor + hosts, start-up excluded",
+                f"{supervisor / net:.2f} + {hosts / net:.2f} = {(supervisor + hosts) / net:.2f}",
+                "",
+                "",
+            ),
+        ]
+    net_ratio = scaling.net_wall(1) / scaling.net_wall(2)
+    raw_ratio = scaling.total(1).wall / scaling.total(2).wall
+    for how, ratio in (("start-up excluded", net_ratio), ("raw", raw_ratio)):
+        target = f">= {SCALING_TARGET}x"
+        body.append(
+            (f"throughput 2 / 1 sandboxes, {how}", f"{ratio:.2f}x", target, verdict(ratio >= SCALING_TARGET))
+        )
+    return body
 
 
 def write_node_driver(source: str, workdir: Path) -> Path:
@@ -240,7 +461,8 @@ async def paired_per_slice(node: str, driver: Path, source: str, inputs: Sequenc
     Taking the two turn about puts both under the same conditions, which matters on a shared
     machine whose speed drifts by tens of percent from one second to the next. Our time is the
     round trip of a one-slice batch to the host, the path ``run(cores=1)`` takes for slow slices
-    (the pool's batches stay at one slice), so host start-up is left out of it.
+    (the pool sends them one to a batch, with no second batch queued), so host start-up is left
+    out of it.
     """
     paired = PairedRun([], [], [], [])
     server = await asyncio.create_subprocess_exec(
@@ -258,11 +480,16 @@ async def paired_per_slice(node: str, driver: Path, source: str, inputs: Sequenc
         paired.node_results.append(answer["result"])
 
     async def in_host(number: int, value: Any) -> None:
+        batch = SliceBatch(range(number, number + 1), [to_json(value)])
+        message = batch.to_json()
         started = time.perf_counter()
-        (report,) = await host.run([(number, to_json(value))], DEFAULT_SLICE_TIMEOUT_SECONDS)
+        host.send_batch(message)
+        report = await host.batch_report(DEFAULT_SLICE_TIMEOUT_SECONDS)
         paired.host_seconds.append(time.perf_counter() - started)
-        check(report["ok"], f"slice {number} failed in the sandbox: {report.get('error')}")
-        paired.host_results.append(from_json(report["value"]))
+        (outcome,) = batch_outcome(batch.numbers, report, DEFAULT_MEMORY_MB)
+        check(outcome.error is None, f"slice {number} failed in the sandbox: {outcome.error}")
+        check(outcome.called_progress and not outcome.console, f"slice {number} ran oddly: {report}")
+        paired.host_results.append(from_json(outcome.value))
 
     try:
         for number, value in enumerate(inputs, start=1):
@@ -277,6 +504,33 @@ async def paired_per_slice(node: str, driver: Path, source: str, inputs: Sequenc
         stdin.close()
         await server.wait()
     return paired
+
+
+@dataclass
+class KernelFigures:
+    """Per repetition: median seconds per slice in node and in ours, taking turns, and the median
+    of the per-slice ratios ours / node."""
+
+    node: list[float]
+    host: list[float]
+    ratio: list[float]
+
+    def medians(self) -> tuple[float, float]:
+        return statistics.median(self.node), statistics.median(self.host)
+
+
+def measure_kernel(node: str, driver: Path, kernel: Kernel, figures: KernelFigures) -> list[Any]:
+    """One repetition of the paired measurement; returns the results, checked to agree."""
+    paired = asyncio.run(paired_per_slice(node, driver, kernel.source, kernel.inputs))
+    check(
+        paired.host_results == paired.node_results,
+        f"{kernel.name}: sandbox {paired.host_results} != node {paired.node_results}",
+    )
+    figures.node.append(statistics.median(paired.node_seconds))
+    figures.host.append(statistics.median(paired.host_seconds))
+    pairs = zip(paired.host_seconds, paired.node_seconds, strict=True)
+    figures.ratio.append(statistics.median(host / node for host, node in pairs))
+    return paired.host_results
 
 
 # ---- printing ----
@@ -321,117 +575,102 @@ def spread(samples: Sequence[float], settings: Settings) -> str:
     return f" (runs: {', '.join(f'{s:.2f}' for s in samples)} s)" if settings.repeats > 1 else ""
 
 
-# ---- the three parts ----
+# ---- the four parts ----
 
 
 def trivial_throughput(settings: Settings) -> None:
     n = settings.trivial_slices
-    core_counts = (1, 2)
     rows: list[tuple[str, str, str, str]] = []
     with foreign_load(rows):
-        starts = {
-            cores: startup(TRIVIAL_WORK_FUNCTION, cores, settings.startup_samples) for cores in core_counts
-        }
-        # With one input only one host starts, whatever `cores` says. This is what starting both
-        # sandboxes costs when no work overlaps the second start, for reading the figures.
-        start_both = startup(TRIVIAL_WORK_FUNCTION, 2, settings.startup_samples, inputs=[0, 1])
-        samples: dict[int, list[Sample]] = {cores: [] for cores in core_counts}
-        expected = [x * x for x in range(n)]
-        for _ in range(settings.repeats):
-            for cores in core_counts:  # interleaved, so drift affects both alike
-                sample, results = timed(partial(quiet_run, TRIVIAL_WORK_FUNCTION, range(n), cores))
-                check(results == expected, f"trivial work function with cores={cores}")
-                samples[cores].append(sample)
-    total = {cores: median_sample(samples[cores]) for cores in core_counts}
-    net = {cores: max(total[cores].wall - starts[cores].wall, 1e-9) for cores in core_counts}
-
-    body: list[tuple[str, str, str, str]] = []
-    for cores in core_counts:
-        label = f"{cores} sandbox{'es' if cores > 1 else ''}"
-        walls = [sample.wall for sample in samples[cores]]
-        body += [
-            (f"{label}: start-up, run() of 1 input", ms(starts[cores].wall), "", ""),
-            (
-                f"{label}: total, run() of {n:,} inputs",
-                ms(total[cores].wall) + spread(walls, settings),
-                "",
-                "",
-            ),
-            (f"{label}: slices/s, raw", rate(n, total[cores].wall), "", ""),
-            (f"{label}: slices/s, start-up excluded", rate(n, net[cores]), "", ""),
-        ]
-        if cores == 1:
-            per_slice = net[cores] / n
-            target = f"<= {OVERHEAD_TARGET_US:.0f} µs"
-            ok = per_slice * 1e6 <= OVERHEAD_TARGET_US
-            body.append((f"{label}: overhead per slice", us(per_slice), target, verdict(ok)))
-        else:
-            body.append((f"{label}: wall time per slice, start-up excluded", us(net[cores] / n), "", ""))
-        # CPU adds up whether or not starts overlap work, so take out the start of every host.
-        started_hosts = starts[1] if cores == 1 else start_both
-        supervisor = (total[cores].supervisor_cpu - started_hosts.supervisor_cpu) / n
-        hosts = (total[cores].children_cpu - started_hosts.children_cpu) / n
-        body += [
-            (f"{label}: CPU per slice, supervisor (this process)", us(supervisor), "", ""),
-            (f"{label}: CPU per slice, sandbox hosts", us(hosts), "", ""),
-        ]
-    body.append(("start-up, run() of 2 inputs, 2 sandboxes (info)", ms(start_both.wall), "", ""))
-    for how, ratio in (("start-up excluded", net[1] / net[2]), ("raw", total[1].wall / total[2].wall)):
-        target = f">= {SCALING_TARGET}x"
-        body.append(
-            (f"throughput 2 / 1 sandboxes, {how}", f"{ratio:.2f}x", target, verdict(ratio >= SCALING_TARGET))
-        )
+        scaling = measure_scaling(TRIVIAL_WORK_FUNCTION, [x * x for x in range(n)], settings)
     table(
         f"1. Trivial slices: {TRIVIAL_WORK_FUNCTION}  ({n:,} slices, {runs_note(settings)}; "
         f"start-up median of {settings.startup_samples})",
         ("measure", "value", "target", "status"),
-        body + rows,
+        [*scaling_rows(scaling, settings, overhead_target=True), *rows],
+    )
+
+
+def light_throughput(settings: Settings) -> None:
+    n = settings.light_slices
+    rows: list[tuple[str, str, str, str]] = []
+    with foreign_load(rows):
+        scaling = measure_scaling(LIGHT_WORK_FUNCTION, light_expected(range(n)), settings)
+    table(
+        f"2. Light slices: lightSlice(seed), {LIGHT_ITERATIONS:,} steps of a 32-bit recurrence "
+        f"({n:,} slices, {runs_note(settings)}; start-up median of {settings.startup_samples})",
+        ("measure", "value", "target", "status"),
+        [*scaling_rows(scaling, settings, overhead_target=False), *rows],
     )
 
 
 def cpu_heavy(settings: Settings) -> None:
     node = shutil.which("node")
     if node is None:
-        print("\n2. CPU-heavy work function: skipped, `node` is not on PATH")
+        print("\n3. CPU-heavy work functions: skipped, `node` is not on PATH")
         return
-    inputs = CPU_INPUTS
-    count = len(inputs)
-    batch_node: list[float] = []  # per repetition: median seconds per slice
-    paired_node: list[float] = []
-    paired_host: list[float] = []
-    paired_ratio: list[float] = []
-    walls: dict[int, list[float]] = {1: [], 2: []}
-    reference: list[Any] | None = None
+    figures = {kernel.name: KernelFigures([], [], []) for kernel in KERNELS}
+    reference: dict[str, list[Any]] = {}
+    batch_node: list[float] = []  # prime counting, per repetition: median seconds per slice
+    walls: dict[int, list[float]] = {cores: [] for cores in CORE_COUNTS}
     rows: list[tuple[str, str, str, str]] = []
     with foreign_load(rows), tempfile.TemporaryDirectory(prefix="bench-localexec-") as tmp:
-        driver = write_node_driver(CPU_WORK_FUNCTION, Path(tmp))
+        drivers = {}
+        for kernel in KERNELS:
+            workdir = Path(tmp) / kernel.name
+            workdir.mkdir()
+            drivers[kernel.name] = write_node_driver(kernel.source, workdir)
         for _ in range(settings.repeats):
-            seconds, node_results = node_per_slice(node, driver, inputs)
+            for kernel in KERNELS:
+                results = measure_kernel(node, drivers[kernel.name], kernel, figures[kernel.name])
+                expected = reference.setdefault(kernel.name, results)
+                check(results == expected, f"{kernel.name} gave {expected}, then {results}")
+
+            seconds, node_results = node_per_slice(node, drivers[PRIMES.name], PRIMES.inputs)
             batch_node.append(statistics.median(seconds))
-            reference = node_results if reference is None else reference
-            check(node_results == reference, f"node gave {node_results}, then {reference}")
-
-            paired = asyncio.run(paired_per_slice(node, driver, CPU_WORK_FUNCTION, inputs))
-            check(paired.node_results == reference, f"node gave {paired.node_results}, then {reference}")
-            check(paired.host_results == reference, f"sandbox {paired.host_results} != node {reference}")
-            paired_node.append(statistics.median(paired.node_seconds))
-            paired_host.append(statistics.median(paired.host_seconds))
-            pairs = zip(paired.host_seconds, paired.node_seconds, strict=True)
-            paired_ratio.append(statistics.median(host / node for host, node in pairs))
-
-            for cores in (1, 2):
-                sample, results = timed(partial(quiet_run, CPU_WORK_FUNCTION, inputs, cores))
-                check(results == reference, f"run(cores={cores}) {results} != node {reference}")
+            check(node_results == reference[PRIMES.name], f"node driver alone gave {node_results}")
+            for cores in CORE_COUNTS:
+                sample, results = timed(partial(quiet_run, PRIMES.source, PRIMES.inputs, cores))
+                check(results == reference[PRIMES.name], f"run(cores={cores}) gave {results}")
                 walls[cores].append(sample.wall)
-        start = startup(CPU_WORK_FUNCTION, 1, settings.startup_samples, inputs=[2]).wall
+        # Bound 2: the smallest input the kernel takes, so this is start-up alone.
+        start = {
+            cores: startup(PRIMES.source, cores, settings.startup_samples, [2] * cores).wall
+            for cores in CORE_COUNTS
+        }
+
+    body: list[tuple[str, str, str, str]] = [
+        ("results identical (node, sandbox), every kernel and run", "yes", "", "")
+    ]
+    for kernel in KERNELS:
+        node_median, host_median = figures[kernel.name].medians()
+        ratio = host_median / node_median
+        body.append(
+            (
+                f"{kernel.name}: ours / node ({ms(host_median)} / {ms(node_median)} per slice)",
+                f"{ratio:.3f}",
+                f"<= {NODE_RATIO_TARGET:.2f}",
+                verdict(ratio <= NODE_RATIO_TARGET),
+            )
+        )
+    for kernel in KERNELS:
+        body.append(
+            (
+                f"{kernel.name}: median of per-slice ratios (info)",
+                f"{statistics.median(figures[kernel.name].ratio):.3f}",
+                "",
+                "",
+            )
+        )
+
+    count = len(PRIMES.inputs)
     node_batch = statistics.median(batch_node)
-    node_median = statistics.median(paired_node)
-    host_median = statistics.median(paired_host)
+    node_median, host_median = figures[PRIMES.name].medians()
     wall = {cores: statistics.median(walls[cores]) for cores in walls}
-    run_mean = (wall[1] - start) / count
+    run_mean = (wall[1] - start[1]) / count
     ratio = host_median / node_median
-    body = [
-        ("results identical (node, sandbox, run())", "yes", "", ""),
+    body += [
+        ("countPrimesBelow in detail:", "", "", ""),
         ("node: median per slice, driver run alone", ms(node_batch), "", ""),
         ("node: median per slice, taking turns with ours", ms(node_median), "", ""),
         ("ours: median per slice, taking turns with node", ms(host_median), "", ""),
@@ -441,26 +680,22 @@ def cpu_heavy(settings: Settings) -> None:
             f"<= {NODE_RATIO_TARGET:.2f}",
             verdict(ratio <= NODE_RATIO_TARGET),
         ),
-        (
-            "ratio ours / node, median of per-slice ratios (info)",
-            f"{statistics.median(paired_ratio):.3f}",
-            "",
-            "",
-        ),
         ("ratio ours / node driver run alone (info)", f"{host_median / node_batch:.3f}", "", ""),
-        ("ours: run() start-up (1 tiny input)", ms(start), "", ""),
+        ("ours: run() start-up, 1 sandbox (1 tiny input)", ms(start[1]), "", ""),
+        ("ours: run() start-up, 2 sandboxes (2 tiny inputs)", ms(start[2]), "", ""),
         (f"ours: run(cores=1) total, {count} slices", ms(wall[1]) + spread(walls[1], settings), "", ""),
         ("ours: run(cores=1) mean per slice, start-up excluded", ms(run_mean), "", ""),
         ("ratio run(cores=1) mean / node driver alone (info)", f"{run_mean / node_batch:.3f}", "", ""),
         (f"ours: run(cores=2) total, {count} slices", ms(wall[2]) + spread(walls[2], settings), "", ""),
         ("speed-up run(cores=2) vs run(cores=1), raw", f"{wall[1] / wall[2]:.2f}x", "ideal 2.00x", ""),
     ]
-    if wall[2] > start:
-        speedup = (wall[1] - start) / (wall[2] - start)
+    if wall[2] > start[2]:
+        speedup = (wall[1] - start[1]) / (wall[2] - start[2])
         body.append(("speed-up, start-up excluded", f"{speedup:.2f}x", "ideal 2.00x", ""))
+    notes = "; ".join(f"{kernel.name}: {kernel.inputs_note}" for kernel in KERNELS)
     table(
-        f"2. CPU-heavy work function: countPrimesBelow(bound), bounds {inputs[0]:,}..{inputs[-1]:,} "
-        f"({count} slices, {runs_note(settings)})",
+        f"3. CPU-heavy work functions, ours against plain node, taking turns "
+        f"({len(KERNELS)} kernels x {count} slices, {runs_note(settings)})\n   {notes}",
         ("measure", "value", "target", "status"),
         body + rows,
     )
@@ -496,7 +731,7 @@ def environment() -> None:
         ).stdout.strip()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     table(
-        "3. Machine and engines",
+        "4. Machine and engines",
         ("item", "value"),
         [
             ("cores (os.cpu_count)", str(os.cpu_count())),
@@ -516,6 +751,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"bench_localexec ({mode}): dcp_worker.localexec.run, V8 sandboxes in sandbox-host subprocesses")
     started = time.perf_counter()
     trivial_throughput(settings)
+    light_throughput(settings)
     cpu_heavy(settings)
     environment()
     print(f"\n(benchmark took {time.perf_counter() - started:.1f} s)")
