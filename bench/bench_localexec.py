@@ -50,13 +50,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dcp_worker.jsvalues import from_json, to_json
 from dcp_worker.localexec import run
 from dcp_worker.localexec.runner import DEFAULT_MEMORY_MB, DEFAULT_SLICE_TIMEOUT_SECONDS
 from dcp_worker.supervisor.batch import SliceBatch
 from dcp_worker.supervisor.host_process import SandboxHost
 from dcp_worker.supervisor.job import JobSpec
 from dcp_worker.supervisor.outcomes import batch_outcome
+from dcp_worker.tagged_json import from_json, to_json
 
 TRIVIAL_WORK_FUNCTION = "x => { progress(); return x * x; }"
 

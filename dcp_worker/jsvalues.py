@@ -1,43 +1,59 @@
-"""Tagged JSON: JavaScript values that plain JSON cannot hold, and their Python forms.
+"""Python forms of JavaScript values that have no natural Python twin.
 
-Until slices travel as KVIN, values cross between Python and a sandbox as JSON in which an
-object with the key ``"$dcp"`` stands for a value JSON has no form for. ``localexec`` writes
-results in this form; ``from_json`` turns it into Python values and ``to_json`` does the
-reverse. The table is in the README ("Values that JSON cannot hold").
+Both codecs between Python and JavaScript use them: tagged JSON (``dcp_worker.tagged_json``)
+between a supervisor and its sandboxes, and KVIN (``dcp_worker.kvin``) on the DCP network.
+Everything else maps to the natural Python value (str, int, float, bool, None, list, dict,
+array.array, datetime, ...); the README's tables say which is which.
 """
 
 from __future__ import annotations
 
 import array
-import base64
-import datetime
-import math
-import struct
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
 
-TAG: Final = "$dcp"
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
 
-class UndefinedType:
-    """JavaScript's ``undefined``, distinct from ``None`` (``null``)."""
+class _Singleton:
+    _instances: ClassVar[dict[type, Any]] = {}
 
-    _instance: UndefinedType | None = None
-
-    def __new__(cls) -> UndefinedType:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "Undefined"
+    def __new__(cls) -> Any:
+        if cls not in _Singleton._instances:
+            _Singleton._instances[cls] = super().__new__(cls)
+        return _Singleton._instances[cls]
 
     def __bool__(self) -> bool:
         return False
 
+    def __reduce__(self) -> str:
+        return self.__class__.__name__.removesuffix("Type")
+
+
+class UndefinedType(_Singleton):
+    """JavaScript's ``undefined``, distinct from ``None`` (``null``)."""
+
+    def __repr__(self) -> str:
+        return "Undefined"
+
+
+class HoleType(_Singleton):
+    """An empty slot of a sparse JavaScript array (``[1, , 3]``), distinct from ``undefined``."""
+
+    def __repr__(self) -> str:
+        return "Hole"
+
 
 Undefined: Final = UndefinedType()
+Hole: Final = HoleType()
+
+
+class BigInt(int):
+    """A JavaScript BigInt. A plain Python int is a JavaScript number when it fits one exactly
+    (within ±(2**53 - 1)) and a BigInt otherwise; this type makes any int a BigInt."""
+
+    def __repr__(self) -> str:
+        return f"BigInt({int(self)})"
 
 
 @dataclass(frozen=True)
@@ -53,186 +69,84 @@ class JSSymbol:
 
 @dataclass(frozen=True)
 class JSFunction:
-    """A function value; only its name survives the trip."""
+    """A function value: its name, and its source where the codec carries it."""
 
     name: str
+    source: str | None = None
 
 
 @dataclass(frozen=True)
 class JSError:
-    """An Error object returned as a value (a thrown one fails the slice instead)."""
+    """An Error object as a value (a thrown one fails the slice instead). ``name`` is its
+    constructor's (``TypeError``, ...); ``props`` holds its other own properties (``code``, ...)."""
 
     name: str
     message: str
     stack: str | None = None
+    props: dict[str, Any] = field(default_factory=dict)
 
 
-# Typed array name -> array.array type code. Float16Array has no array.array code and
-# decodes to a list of floats.
-TYPED_ARRAY_CODES: Final = {
-    "Int8Array": "b",
-    "Uint8Array": "B",
-    "Uint8ClampedArray": "B",
-    "Int16Array": "h",
-    "Uint16Array": "H",
-    "Int32Array": "i",
-    "Uint32Array": "I",
-    "Float32Array": "f",
-    "Float64Array": "d",
-    "BigInt64Array": "q",
-    "BigUint64Array": "Q",
-}
-ARRAY_CODE_NAMES: Final = {
-    ("signed", 1): "Int8Array",
-    ("signed", 2): "Int16Array",
-    ("signed", 4): "Int32Array",
-    ("signed", 8): "BigInt64Array",
-    ("unsigned", 1): "Uint8Array",
-    ("unsigned", 2): "Uint16Array",
-    ("unsigned", 4): "Uint32Array",
-    ("unsigned", 8): "BigUint64Array",
-    ("float", 4): "Float32Array",
-    ("float", 8): "Float64Array",
-}
-NUMBER_TAGS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "-0": -0.0}
+@dataclass(frozen=True)
+class JSBoxed:
+    """A boxed primitive: ``new Number(1)``, ``new String('s')`` or ``new Boolean(true)``."""
+
+    value: bool | int | float | str
 
 
-def _bytes(text: str) -> bytes:
-    return base64.b64decode(text.encode("ascii"), validate=True)
+class JSArray(list[Any]):
+    """An array with named properties besides its elements (``a.note = 'x'``)."""
+
+    def __init__(self, items: Any = (), props: dict[str, Any] | None = None) -> None:
+        super().__init__(items)
+        self.props: dict[str, Any] = props if props is not None else {}
+
+    def __repr__(self) -> str:
+        return f"JSArray({list.__repr__(self)}, props={self.props!r})"
 
 
-def _decode_tagged(tag: Any, value: dict[str, Any]) -> Any:
-    if tag in NUMBER_TAGS:
-        return NUMBER_TAGS[tag]
-    if tag in TYPED_ARRAY_CODES:
-        return array.array(TYPED_ARRAY_CODES[tag], _bytes(value["base64"]))
-    match tag:
-        case "undefined":
-            return Undefined
-        case "bigint":
-            return int(value["value"])
-        case "Float16Array":
-            data = _bytes(value["base64"])
-            return list(struct.unpack(f"<{len(data) // 2}e", data))
-        case "ArrayBuffer" | "DataView":
-            return _bytes(value["base64"])
-        case "Date":
-            iso = value["value"]
-            return None if iso is None else datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
-        case "RegExp":
-            return JSRegExp(value["source"], value["flags"])
-        case "Map":
-            pairs = [(from_json(k), from_json(v)) for k, v in value["entries"]]
-            try:
-                return dict(pairs)
-            except TypeError:
-                return pairs
-        case "Set":
-            items = [from_json(item) for item in value["values"]]
-            try:
-                return set(items)
-            except TypeError:
-                return items
-        case "Error":
-            return JSError(value["name"], value["message"], value.get("stack"))
-        case "Symbol":
-            return JSSymbol(value.get("description"))
-        case "Function":
-            return JSFunction(value["name"])
-        case "object":
-            return {key: from_json(item) for key, item in value["value"].items()}
-    raise ValueError(f"unknown {TAG} tag {tag!r}")
+class JSMap(list[tuple[Any, Any]]):
+    """A Map: its entries as (key, value) pairs, in order, whatever the keys (objects too)."""
+
+    def to_dict(self) -> dict[Any, Any]:
+        return dict(self)
+
+    def __repr__(self) -> str:
+        return f"JSMap({list.__repr__(self)})"
 
 
-def from_json(value: Any) -> Any:
-    """Python value for a tagged-JSON value (as parsed by ``orjson.loads``)."""
-    if isinstance(value, list):
-        return [from_json(item) for item in value]
-    if isinstance(value, dict):
-        if TAG in value:
-            return _decode_tagged(value[TAG], value)
-        return {key: from_json(item) for key, item in value.items()}
-    return value
+class JSSet(list[Any]):
+    """A Set: its members, in order, whatever they are (objects too)."""
+
+    def __repr__(self) -> str:
+        return f"JSSet({list.__repr__(self)})"
 
 
-def _typed_array(name: str, data: bytes) -> dict[str, str]:
-    return {TAG: name, "base64": base64.b64encode(data).decode("ascii")}
+class Uint8ClampedArray(array.array):  # type: ignore[type-arg]
+    """A Uint8ClampedArray, kept apart from Uint8Array (``array('B')``)."""
+
+    def __new__(cls, initializer: Any = b"") -> Uint8ClampedArray:
+        clamped: Uint8ClampedArray = super().__new__(cls, "B", initializer)
+        return clamped
 
 
-def _array_name(values: array.array[Any]) -> str:
-    code = values.typecode
-    kind = "float" if code in "fd" else "unsigned" if code.isupper() else "signed"
-    name = ARRAY_CODE_NAMES.get((kind, values.itemsize))
-    if name is None or code == "u":
-        raise TypeError(f"cannot pass an array.array of type code {code!r} to JavaScript")
-    return name
+class NodeBuffer(bytes):
+    """A node ``Buffer``."""
 
 
-def _number(value: float) -> Any:
-    if isinstance(value, int):
-        return (
-            value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else {TAG: "bigint", "value": str(value)}
-        )
-    if value != value:
-        return {TAG: "NaN"}
-    if math.isinf(value):
-        return {TAG: "Infinity" if value > 0 else "-Infinity"}
-    return {TAG: "-0"} if value == 0 and math.copysign(1, value) < 0 else value
+class DataView(bytes):
+    """A ``DataView`` over the bytes it shows."""
 
 
-def to_json(value: Any, _active: frozenset[int] = frozenset()) -> Any:
-    """Tagged JSON for a Python value; raises ``TypeError`` for what JavaScript cannot receive."""
-    kind = type(value)
-    # Exact types first: this runs once per input, and most inputs are plain.
-    if kind is str or kind is bool or value is None:
-        return value
-    if kind is int or kind is float or isinstance(value, int | float):
-        return _number(value)
-    if isinstance(value, str):
-        return str(value)
-    if value is Undefined:
-        return {TAG: "undefined"}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return _typed_array("Uint8Array", bytes(value))
-    if isinstance(value, array.array):
-        return _typed_array(_array_name(value), value.tobytes())
-    if isinstance(value, datetime.datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
-        iso = moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds")
-        return {TAG: "Date", "value": iso.replace("+00:00", "Z")}
-    if isinstance(value, JSRegExp):
-        return {TAG: "RegExp", "source": value.source, "flags": value.flags}
-    if isinstance(value, JSError):
-        error = {TAG: "Error", "name": value.name, "message": value.message}
-        return error if value.stack is None else {**error, "stack": value.stack}
-    if isinstance(value, JSSymbol):
-        return {TAG: "Symbol", "description": value.description}
-    if not isinstance(value, list | tuple | dict | set | frozenset):
-        raise TypeError(f"cannot pass a value of type {type(value).__name__} to JavaScript")
-    if id(value) in _active:
-        raise TypeError("cannot pass a value that contains itself to JavaScript")
-    active = _active | {id(value)}
-    if isinstance(value, set | frozenset):
-        return {TAG: "Set", "values": [to_json(item, active) for item in value]}
-    if isinstance(value, dict):
-        encoded = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"cannot pass a dict with a {type(key).__name__} key to JavaScript")
-            encoded[key] = to_json(item, active)
-        return {TAG: "object", "value": encoded} if TAG in encoded else encoded
-    return [to_json(item, active) for item in value]
+NO_ARGUMENT: Final = Undefined
 
 
-PLAIN_TYPES: Final = frozenset({str, bool, type(None)})
+@dataclass(frozen=True)
+class JSObject:
+    """An object of a constructor Python has no form for (a class instance, a URL, ...), as the
+    codec received it: the constructor's name or KVIN index, its own properties, and the
+    argument or arguments it is rebuilt with."""
 
-
-def to_json_many(values: list[Any]) -> list[Any]:
-    """``to_json`` of each value; the list itself when its values need no change, as plain
-    strings, booleans, None and integers JavaScript holds exactly do not (checked at C speed)."""
-    kinds = set(map(type, values))
-    if kinds <= PLAIN_TYPES:
-        return values
-    if kinds == {int} and min(values) >= -MAX_SAFE_INTEGER and max(values) <= MAX_SAFE_INTEGER:
-        return values
-    return [to_json(value) for value in values]
+    constructor: str | int
+    props: dict[str, Any] = field(default_factory=dict)
+    arg: Any = NO_ARGUMENT
+    args: tuple[Any, ...] | None = None

@@ -6,11 +6,11 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from dcp_worker.jsvalues import from_json, to_json, to_json_many
 from dcp_worker.localexec.console import console_lines
 from dcp_worker.localexec.runner import run_slices, sandbox_count, sandbox_limits
 from dcp_worker.supervisor.job import JobSpec, Module
 from dcp_worker.supervisor.outcomes import BatchOutcome
+from dcp_worker.tagged_json import from_json, to_json, to_json_many
 
 __all__ = ["ConsoleHandler", "run"]
 
@@ -42,7 +42,7 @@ def run(
     ``modules`` maps names for ``require()`` to CommonJS sources. ``cores`` defaults to the
     machine's cores, ``slice_timeout`` to 300 s and ``memory_mb`` to 1024. ``strict=False``
     compiles the work function in sloppy mode, as DCP does for jobs without ``useStrict``.
-    Values map between Python and JavaScript as ``dcp_worker.jsvalues`` describes.
+    Values map between Python and JavaScript as ``dcp_worker.tagged_json`` describes.
 
     Raises ``WorkFunctionError`` if the work function or a module does not compile,
     ``UsageError`` (a ``ValueError``) for a bad option, ``TypeError`` for an input or

@@ -3,7 +3,7 @@
 ``json`` writes one JSON array: each element is a slice's result, or for a failed slice
 ``{"$dcp": "failed", "error": {"name": ..., "message": ...}}``. ``jsonl`` writes one line per
 slice: ``{"slice": N, "result": VALUE}`` or ``{"slice": N, "error": {...}}``. Values use tagged
-JSON (see ``dcp_worker.jsvalues``).
+JSON (see ``dcp_worker.tagged_json``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import IO, Any, Literal
 import orjson
 
 from dcp_worker.errors import JobError, UsageError
-from dcp_worker.jsvalues import TAG
 from dcp_worker.supervisor.outcomes import BatchOutcome, SliceOutcome
+from dcp_worker.tagged_json import TAG
 
 OutputFormat = Literal["json", "jsonl"]
 

@@ -17,7 +17,7 @@ class Module:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job as a sandbox runs it. ``arguments`` are in tagged JSON (see ``dcp_worker.jsvalues``)."""
+    """A job as a sandbox runs it. ``arguments`` are in tagged JSON (see ``dcp_worker.tagged_json``)."""
 
     work_function: str
     filename: str = "work-function.js"

@@ -17,7 +17,7 @@ REPORT_ERRORS: dict[str, type[SliceError]] = {
 
 @dataclass(slots=True)
 class SliceOutcome:
-    """What became of one slice. ``value`` is tagged JSON (see ``dcp_worker.jsvalues``)."""
+    """What became of one slice. ``value`` is tagged JSON (see ``dcp_worker.tagged_json``)."""
 
     number: int
     value: Any = None

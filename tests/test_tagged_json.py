@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from dcp_worker.jsvalues import JSError, JSFunction, JSRegExp, JSSymbol, Undefined, from_json, to_json
+from dcp_worker.jsvalues import JSError, JSFunction, JSRegExp, JSSymbol, Undefined
+from dcp_worker.tagged_json import from_json, to_json
 
 
 @pytest.mark.parametrize(
