@@ -5,6 +5,7 @@ DCPWorkerError
 ├── JobError               the job cannot run at all
 │   └── WorkFunctionError  the work function or a module does not compile
 ├── SandboxError           a sandbox host could not be started
+├── KVINError              text that is not KVIN, or a value KVIN cannot carry
 └── SliceError             one slice failed; returned in place of its result, not raised
     ├── WorkFunctionException  the work function threw or its promise rejected
     ├── SliceTimeoutError      the slice ran past its wall-clock limit
@@ -42,6 +43,10 @@ class WorkFunctionError(JobError):
 
 class SandboxError(DCPWorkerError):
     """A sandbox host could not be started or broke its protocol."""
+
+
+class KVINError(DCPWorkerError, ValueError):
+    """Text that is not valid KVIN, or a value KVIN cannot carry; the message says where."""
 
 
 class SliceError(DCPWorkerError):

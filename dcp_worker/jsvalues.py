@@ -75,7 +75,7 @@ class JSFunction:
     source: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class JSError:
     """An Error object as a value (a thrown one fails the slice instead). ``name`` is its
     constructor's (``TypeError``, ...); ``props`` holds its other own properties (``code``, ...)."""
@@ -140,7 +140,7 @@ class DataView(bytes):
 NO_ARGUMENT: Final = Undefined
 
 
-@dataclass(frozen=True)
+@dataclass
 class JSObject:
     """An object of a constructor Python has no form for (a class instance, a URL, ...), as the
     codec received it: the constructor's name or KVIN index, its own properties, and the

@@ -1,0 +1,78 @@
+"""KVIN v9, the serialization DCP's network and sandboxes speak (npm ``kvin@9.0.0``).
+
+``serialize(value)`` writes the text JavaScript's ``kvin.serialize`` would read back, and
+``deserialize(text)`` reads what ``kvin.serialize`` writes. How JavaScript values map to Python
+ones is in the README ("KVIN values"). The codec is compiled with Cython where the package was
+built with it, and pure Python otherwise, or when ``DCP_WORKER_NO_EXTENSIONS`` is set; the two
+behave the same. ``IMPLEMENTATION`` says which one runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from dcp_worker.errors import KVINError
+
+__all__ = ["IMPLEMENTATION", "KVINError", "deserialize", "serialize"]
+
+NO_EXTENSIONS_VARIABLE = "DCP_WORKER_NO_EXTENSIONS"
+
+
+def _choose_codec() -> tuple[ModuleType, str]:
+    if not os.environ.get(NO_EXTENSIONS_VARIABLE):
+        try:
+            from dcp_worker.sandbox_ext import _kvin_codec  # type: ignore[attr-defined]
+
+            return _kvin_codec, "compiled"
+        except ImportError:
+            pass
+    from dcp_worker.sandbox_ext import kvin_codec
+
+    return kvin_codec, "pure"
+
+
+_codec, IMPLEMENTATION = _choose_codec()
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def serialize(value: Any) -> str:
+    """KVIN text for a Python value; raises ``KVINError`` for what has no JavaScript form."""
+    try:
+        envelope = _codec.marshal(value)
+    except RecursionError:
+        raise KVINError("cannot write KVIN: the value is nested too deeply") from None
+    try:
+        return orjson.dumps(envelope).decode()
+    except orjson.JSONEncodeError:
+        # Lone surrogates, which JavaScript strings may hold and UTF-8 cannot, or nesting
+        # deeper than orjson goes: the standard library writes both.
+        try:
+            return json.dumps(envelope, separators=(",", ":"), allow_nan=False)
+        except RecursionError:
+            raise KVINError("cannot write KVIN: the value is nested too deeply") from None
+
+
+def deserialize(text: str | bytes) -> Any:
+    """The value KVIN text stands for; raises ``KVINError`` for text that is not KVIN."""
+    try:
+        tree = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            # Escaped lone surrogates, which orjson refuses and JSON.parse accepts.
+            tree = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as error:
+            raise KVINError(f"not KVIN: invalid JSON ({error})") from None
+        except RecursionError:
+            raise KVINError("cannot read KVIN: the value is nested too deeply") from None
+    try:
+        return _codec.unmarshal(tree)
+    except RecursionError:
+        raise KVINError("cannot read KVIN: the value is nested too deeply") from None
