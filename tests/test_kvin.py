@@ -333,3 +333,22 @@ def test_any_value_round_trips(value: Any) -> None:
         if text is None:
             continue
         assert same(implementation.unmarshal(orjson.loads(text)), value)
+
+
+def test_numpy_arrays_are_written_as_typed_arrays(codec: ModuleType) -> None:
+    numpy = pytest.importorskip("numpy")
+    value = {
+        "f8": numpy.array([1.5, -2.0]),
+        "i4": numpy.array([1, -2], dtype=">i4"),
+        "u1": numpy.arange(3, dtype=numpy.uint8),
+        "grid": numpy.array([[1, 2], [3, 4]]),
+        "flags": numpy.array([True, False]),
+        "scalar": numpy.float32(0.5),
+    }
+    decoded = kvin.deserialize(kvin.serialize(value))
+    assert same(decoded["f8"], array.array("d", [1.5, -2.0]))
+    assert same(decoded["i4"], array.array("i", [1, -2]))
+    assert same(decoded["u1"], array.array("B", [0, 1, 2]))
+    assert decoded["grid"] == [[1, 2], [3, 4]]
+    assert decoded["flags"] == [True, False]
+    assert decoded["scalar"] == 0.5

@@ -497,6 +497,8 @@ class Marshaller:
         self.places: dict[int, int] = {}
         self.in_progress: set[int] = set()
         self.depth = 0
+        # Values made here while writing: kept alive so that no later value reuses their id.
+        self.made: list[Any] = []
 
     def fail(self, where: str, problem: str) -> KVINError:
         return KVINError(f"cannot write KVIN at {where}: {problem}")
@@ -652,7 +654,8 @@ class Marshaller:
                 data = value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
                 return {"ctr": CONSTRUCTOR_INDEX.get(name, name), "ab8": data.decode("latin-1")}
         if hasattr(value, "tolist"):
-            return self.value(value.tolist(), where)
+            self.made.append(value.tolist())
+            return self.value(self.made[-1], where)
         raise self.fail(where, f"a numpy {type(value).__name__} has no JavaScript form")
 
     def map(self, value: JSMap, where: str) -> Any:
