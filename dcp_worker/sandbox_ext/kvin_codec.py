@@ -80,6 +80,7 @@ ERROR_CONSTRUCTORS = frozenset(
 STACK_NAME = re.compile(r"([A-Za-z_$][A-Za-z0-9_$]*): ")
 MAX_ARRAY_INDEX = 2**32 - 2
 MAX_DEPTH = 900
+PLAIN_DEPTH = 64
 
 
 def is_array_index(key: str) -> bool:
@@ -104,12 +105,27 @@ def number_from_json(value: int | float) -> int | float:
 
 
 def plain(value: Any) -> Any:
-    """A fresh copy of a JSON value carried as-is (``raw``), with numbers as JavaScript has them."""
+    """A JSON value carried as-is (``raw``), with numbers as JavaScript has them: the parsed
+    value itself when it holds no integer beyond 2**53, which is nearly always."""
+    return value if holds_js_numbers(value) else plain_copy(value)
+
+
+def holds_js_numbers(value: Any) -> bool:
     kind = type(value)
     if kind is dict:
-        return {key: plain(item) for key, item in value.items()}
+        return all(holds_js_numbers(item) for item in value.values())
     if kind is list:
-        return [plain(item) for item in value]
+        return all(holds_js_numbers(item) for item in value)
+    return kind is not int or -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+
+
+def plain_copy(value: Any) -> Any:
+    """A fresh copy of a parsed JSON value, with numbers as JavaScript has them."""
+    kind = type(value)
+    if kind is dict:
+        return {key: plain_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [plain_copy(item) for item in value]
     if kind is int:
         return number_from_json(value)
     return value
@@ -257,7 +273,10 @@ class Unmarshaller:
                 repeats = item["lst"]
                 if type(repeats) is not int or repeats < 0 or last is None:
                     raise self.fail(f"{where}.{position}", "bad repetition")
-                result.extend(self.element(last, f"{where}.{position}") for _ in range(repeats))
+                for _ in range(repeats):
+                    # Each repetition is an object of its own, as in JavaScript.
+                    repeated = self.element(last, f"{where}.{position}")
+                    result.append(plain_copy(repeated) if type(last) is dict and "raw" in last else repeated)
                 continue
             result.append(self.element(item, f"{where}.{position}"))
             last = item
@@ -489,6 +508,20 @@ def is_plain(value: Any) -> bool:
     return False
 
 
+def is_plain_tree(value: Any, depth: int = 0) -> bool:
+    """Whether JSON carries the whole value, containers and all, as JavaScript holds it; such a
+    value travels as ``raw``, which kvin reads as plain JSON. Past PLAIN_DEPTH the answer is no,
+    which also stops at cycles."""
+    kind = type(value)
+    if kind is dict:
+        return depth < PLAIN_DEPTH and all(
+            type(key) is str and is_plain_tree(item, depth + 1) for key, item in value.items()
+        )
+    if kind is list or kind is tuple:
+        return depth < PLAIN_DEPTH and all(is_plain_tree(item, depth + 1) for item in value)
+    return is_plain(value)
+
+
 class Marshaller:
     """Writes one KVIN tree, counting ``seen`` places as kvin's decoder will."""
 
@@ -555,6 +588,8 @@ class Marshaller:
         if isinstance(value, dict):
             return self.object(value, where)
         if isinstance(value, list | tuple) and not isinstance(value, JSMap | JSSet):
+            if (type(value) is list or type(value) is tuple) and is_plain_tree(value):
+                return {"raw": value}
             return self.array(value, where)
         if isinstance(value, bytes | bytearray | memoryview | array.array):
             return self.bytes_view(value, where)
@@ -591,8 +626,8 @@ class Marshaller:
         return {key: self.value(props[key], f"{where}.{key}") for key in js_key_order(list(props))}
 
     def object(self, value: dict[Any, Any], where: str) -> Any:
-        if all(type(key) is str and is_plain(item) for key, item in value.items()):
-            return {"raw": dict(value)}
+        if type(value) is dict and is_plain_tree(value):
+            return {"raw": value}
         self.place(value)
         return {"ctr": 0, "ps": self.properties(value, where)}
 
