@@ -105,13 +105,19 @@ class JSArray(list[Any]):
 
 
 class JSMap(list[tuple[Any, Any]]):
-    """A Map: its entries as (key, value) pairs, in order, whatever the keys (objects too)."""
+    """A Map: its entries as (key, value) pairs, in order, whatever the keys (objects too), and
+    any named properties the Map object has besides."""
+
+    def __init__(self, entries: Any = (), props: dict[str, Any] | None = None) -> None:
+        super().__init__(entries)
+        self.props: dict[str, Any] = props if props is not None else {}
 
     def to_dict(self) -> dict[Any, Any]:
         return dict(self)
 
     def __repr__(self) -> str:
-        return f"JSMap({list.__repr__(self)})"
+        extra = f", props={self.props!r}" if self.props else ""
+        return f"JSMap({list.__repr__(self)}{extra})"
 
 
 class JSSet(list[Any]):

@@ -100,7 +100,7 @@ KVIN_FORMS: list[tuple[str, Any, Any]] = [
         "TypeError (kvin writes every error as Error)",
         {
             "ctr": "Error",
-            "ps": {"stack": "TypeError: bad\n    at <anonymous>:1:7", "code": {"raw": "E1"}},
+            "ps": {"stack": "TypeError: bad\n    at <anonymous>:1:7", "code": "E1"},
             "arg": "bad",
         },
         JSError("TypeError", "bad", "TypeError: bad\n    at <anonymous>:1:7", {"code": "E1"}),
@@ -352,3 +352,17 @@ def test_numpy_arrays_are_written_as_typed_arrays(codec: ModuleType) -> None:
     assert decoded["grid"] == [[1, 2], [3, 4]]
     assert decoded["flags"] == [True, False]
     assert decoded["scalar"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "what",
+    [
+        {"arr": [1, {"lst": 4_000_000_000}]},
+        {"arr": [], "len": 4_294_967_295},
+        {"arr": [], "ps": {"4294967294": 1}},
+    ],
+    ids=["repeats", "length", "far index"],
+)
+def test_a_small_text_cannot_make_a_huge_array(codec: ModuleType, what: Any) -> None:
+    with pytest.raises(KVINError, match="more than can be held"):
+        kvin.deserialize(envelope(what))

@@ -80,6 +80,7 @@ ERROR_CONSTRUCTORS = frozenset(
 STACK_NAME = re.compile(r"([A-Za-z_$][A-Za-z0-9_$]*): ")
 MAX_ARRAY_INDEX = 2**32 - 2
 MAX_DEPTH = 900
+MAX_UNWRITTEN_ELEMENTS = 1 << 24
 PLAIN_DEPTH = 64
 
 
@@ -155,6 +156,7 @@ class Unmarshaller:
     def __init__(self, decoder_order: bool) -> None:
         self.seen: list[Any] = []
         self.decoder_order = decoder_order
+        self.unwritten = 0
 
     def fail(self, where: str, problem: str) -> KVINError:
         return KVINError(f"KVIN at {where}: {problem}")
@@ -273,6 +275,7 @@ class Unmarshaller:
                 repeats = item["lst"]
                 if type(repeats) is not int or repeats < 0 or last is None:
                     raise self.fail(f"{where}.{position}", "bad repetition")
+                self.spend(repeats, where)
                 for _ in range(repeats):
                     # Each repetition is an object of its own, as in JavaScript.
                     repeated = self.element(last, f"{where}.{position}")
@@ -280,14 +283,15 @@ class Unmarshaller:
                 continue
             result.append(self.element(item, f"{where}.{position}"))
             last = item
+        head = len(result)
         for island in po.get("isl", ()):
-            self.island(result, island, where)
+            self.island(result, island, head, where)
         for key, item in ps.items():
             decoded = self.element(item, f"{where}.{key}")
             if is_array_index(key):
                 index = int(key)
                 if index >= len(result):
-                    result.extend([Hole] * (index + 1 - len(result)))
+                    self.grow(result, index + 1, where)
                 result[index] = decoded
             else:
                 assert isinstance(result, JSArray)
@@ -297,12 +301,30 @@ class Unmarshaller:
             if type(length) is not int or not 0 <= length <= MAX_ARRAY_INDEX + 1:
                 raise self.fail(where, f"bad length {json.dumps(length)}")
             if length > len(result):
-                result.extend([Hole] * (length - len(result)))
+                self.grow(result, length, where)
             else:
                 del result[length:]
         return result
 
-    def island(self, result: list[Any], island: Any, where: str) -> None:
+    def spend(self, elements: int, where: str) -> None:
+        """Account for array elements the text does not spell out (holes, repetitions): a few
+        bytes of KVIN must not become gigabytes of list."""
+        self.unwritten += elements
+        if self.unwritten > MAX_UNWRITTEN_ELEMENTS:
+            raise self.fail(
+                where,
+                f"more than {MAX_UNWRITTEN_ELEMENTS:,} holes or repeats in arrays, more than can be held",
+            )
+
+    def grow(self, result: list[Any], length: int, where: str) -> None:
+        """Extend an array with holes to ``length``."""
+        self.spend(length - len(result), where)
+        result.extend([Hole] * (length - len(result)))
+
+    def island(self, result: list[Any], island: Any, head: int, where: str) -> None:
+        """Elements of a sparse array past ``head``, its dense start. kvin's writer also copies
+        stretches of the dense start into islands, as plain JSON (a Date there is a string);
+        those copies are read, to keep count of ``seen``, and dropped."""
         if type(island) is not dict or type(island.get("@")) is not int or island["@"] < 0:
             raise self.fail(where, "bad island in a sparse array")
         at, body = island["@"], island.get("arr")
@@ -312,15 +334,16 @@ class Unmarshaller:
             items = self.array(body, f"{where}.isl@{at}", counted=True)
         else:
             raise self.fail(where, "bad island in a sparse array")
+        if at < head:
+            items = items[head - at :]
+            at = head
         if len(result) < at + len(items):
-            result.extend([Hole] * (at + len(items) - len(result)))
+            self.grow(result, at + len(items), where)
         result[at : at + len(items)] = items
 
     def map(self, po: dict[str, Any], where: str) -> JSMap:
         if "mapKeys" not in po or "mapVals" not in po or type(po["mapKeys"]) is not dict:
             raise self.fail(where, "a Map needs mapKeys and mapVals")
-        if po.get("ps"):
-            raise self.fail(where, "properties on a Map cannot be read")
         result = JSMap()
         self.seen.append(result)
         keys = self.array(po["mapKeys"], f"{where}.mapKeys", counted=self.decoder_order)
@@ -328,6 +351,8 @@ class Unmarshaller:
         if len(keys) != len(values):
             raise self.fail(where, f"a Map with {len(keys)} keys and {len(values)} values")
         result.extend(zip(keys, values, strict=True))
+        if "ps" in po:
+            result.props.update(self.properties(po["ps"], where))
         return result
 
     def set(self, po: dict[str, Any], where: str) -> JSSet:
@@ -453,7 +478,13 @@ class Unmarshaller:
     def error(self, name: str, message: Any, ps: Any, where: str) -> JSError:
         error = JSError(name, "" if message is None else str(message))
         self.seen.append(error)
-        props = self.properties(ps, where)
+        if self.decoder_order:
+            props = self.properties(ps, where)
+        elif type(ps) is dict:
+            # kvin's writer puts an error's properties in as plain JSON, not prepared values.
+            props = {key: plain(item) for key, item in ps.items()}
+        else:
+            raise self.fail(where, "properties must be an object")
         stack = props.pop("stack", None)
         error.stack = stack if type(stack) is str else None
         own_name = props.pop("name", None)
@@ -701,7 +732,9 @@ class Marshaller:
         keys = self.array([key for key, _ in value], f"{where}.mapKeys", counted=False)
         self.count += 1
         values = self.array([item for _, item in value], f"{where}.mapVals", counted=False)
-        return {"mapKeys": keys, "mapVals": values}
+        if not value.props:
+            return {"mapKeys": keys, "mapVals": values}
+        return {"mapKeys": keys, "mapVals": values, "ps": self.properties(value.props, where)}
 
     def set(self, value: set[Any] | frozenset[Any] | JSSet, where: str) -> Any:
         # kvin's decoder counts an array in the Set's place, so a Set cannot be referred to:
@@ -725,7 +758,10 @@ class Marshaller:
         constructor = value.name if value.name in ERROR_CONSTRUCTORS else "Error"
         self.place(value)
         props = dict(value.props)
-        if value.name != constructor:
+        named_by_stack = bool(value.stack) and (found := STACK_NAME.match(value.stack or "")) is not None
+        if value.name != constructor and not (named_by_stack and found and found.group(1) == value.name):
+            # A name its stack gives comes from its class, which kvin cannot rebuild; any other
+            # name was the error's own property.
             props["name"] = value.name
         # The stack stays behind: JavaScript keeps an error's own stack unenumerated, and one
         # written as a property would make the error differ from the one it came from.
