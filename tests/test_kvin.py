@@ -301,7 +301,8 @@ def test_the_two_implementations_are_really_there() -> None:
     assert kvin.IMPLEMENTATION in ("compiled", "pure")
 
 
-plain_values = st.recursive(
+# Values with a JavaScript twin, for property tests here and against kvin in node.
+javascript_values = st.recursive(
     st.none()
     | st.booleans()
     | st.text()
@@ -310,22 +311,31 @@ plain_values = st.recursive(
     | st.just(Undefined)
     | st.builds(BigInt, st.integers()),
     lambda children: (
-        st.lists(children, max_size=6)
-        | st.dictionaries(st.text(max_size=8), children, max_size=6)
-        | st.builds(JSMap, st.lists(st.tuples(children, children), max_size=4))
-        | st.builds(JSSet, st.lists(children, max_size=4))
+        st.lists(children, max_size=10)
+        | st.dictionaries(st.text(max_size=6), children, max_size=6)
+        # A Map's primitive keys are distinct in JavaScript, so they are here...
+        | st.builds(
+            JSMap,
+            st.lists(
+                st.tuples(st.integers(-99, 99) | st.text(max_size=3), children),
+                unique_by=lambda pair: (type(pair[0]), pair[0]),
+                max_size=4,
+            ),
+        )
+        # ... and so are a Set's primitive members.
+        | st.builds(JSSet, st.lists(st.integers(-99, 99) | st.text(max_size=3), unique=True, max_size=4))
         | st.builds(
             lambda items, holes: [Hole if hole else item for item, hole in zip(items, holes, strict=False)],
-            st.lists(children, max_size=6),
-            st.lists(st.booleans(), max_size=6),
+            st.lists(children, min_size=1, max_size=10),
+            st.lists(st.booleans(), max_size=10),
         )
     ),
-    max_leaves=30,
+    max_leaves=25,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(plain_values)
+@given(javascript_values)
 def test_any_value_round_trips(value: Any) -> None:
     for module in ("dcp_worker.sandbox_ext.kvin_codec", "dcp_worker.sandbox_ext._kvin_codec"):
         implementation = __import__(module, fromlist=["unmarshal"])

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from kvin_implementations import codec
 from kvin_peer import KvinPeer
+from test_kvin import javascript_values
 
 from dcp_worker import kvin
 from dcp_worker.errors import KVINError
@@ -108,38 +108,6 @@ def test_an_error_subclass_comes_back_as_itself(codec: ModuleType, kvin_peer: Kv
         kvin.serialize(value), "Object.assign(new TypeError('bad'), {code: 'E_BAD'})"
     )
     assert equal, shown
-
-
-javascript_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.text()
-    | st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)
-    | st.floats()
-    | st.just(Undefined)
-    | st.builds(BigInt, st.integers()),
-    lambda children: (
-        st.lists(children, max_size=10)
-        | st.dictionaries(st.text(max_size=6), children, max_size=6)
-        # So are a Map's primitive keys.
-        | st.builds(
-            JSMap,
-            st.lists(
-                st.tuples(st.integers(-99, 99) | st.text(max_size=3), children),
-                unique_by=lambda pair: (type(pair[0]), pair[0]),
-                max_size=4,
-            ),
-        )
-        # A Set's primitive members are distinct in JavaScript, so they are here.
-        | st.builds(JSSet, st.lists(st.integers(-99, 99) | st.text(max_size=3), unique=True, max_size=4))
-        | st.builds(
-            lambda items, holes: [Hole if hole else item for item, hole in zip(items, holes, strict=False)],
-            st.lists(children, min_size=1, max_size=10),
-            st.lists(st.booleans(), max_size=10),
-        )
-    ),
-    max_leaves=25,
-)
 
 
 @settings(
