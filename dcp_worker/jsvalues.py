@@ -143,16 +143,14 @@ class DataView(bytes):
     """A ``DataView`` over the bytes it shows."""
 
 
-NO_ARGUMENT: Final = Undefined
-
-
 @dataclass
 class JSObject:
     """An object of a constructor Python has no form for (a class instance, a URL, ...), as the
     codec received it: the constructor's name or KVIN index, its own properties, and the
-    argument or arguments it is rebuilt with."""
+    argument or arguments it is rebuilt with (``arg`` is ``Undefined`` when there is none, which
+    KVIN's JSON could not carry anyway)."""
 
     constructor: str | int
     props: dict[str, Any] = field(default_factory=dict)
-    arg: Any = NO_ARGUMENT
+    arg: Any = Undefined
     args: tuple[Any, ...] | None = None
