@@ -11,12 +11,13 @@ import pytest
 
 from dcp_worker import kvin
 
+PURE = "dcp_worker.sandbox_ext.kvin_codec"
+COMPILED = "dcp_worker.sandbox_ext._kvin_codec"
+
 
 def codec_modules() -> list[pytest.ParameterSet]:
-    compiled = pytest.param("dcp_worker.sandbox_ext._kvin_codec", id="compiled")
-    if os.environ.get(kvin.NO_EXTENSIONS_VARIABLE):
-        compiled = pytest.param(compiled.values[0], id="compiled", marks=pytest.mark.skip("extensions off"))
-    return [pytest.param("dcp_worker.sandbox_ext.kvin_codec", id="pure"), compiled]
+    skip = [pytest.mark.skip("extensions off")] if os.environ.get(kvin.NO_EXTENSIONS_VARIABLE) else []
+    return [pytest.param(PURE, id="pure"), pytest.param(COMPILED, id="compiled", marks=skip)]
 
 
 @pytest.fixture(params=codec_modules())
