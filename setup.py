@@ -41,7 +41,11 @@ def compiled_twins() -> list[Extension]:
     extensions = [Extension(name, [source]) for name, source in COMPILED_TWINS.items()]
     # Annotations stay hints: read as C types, they would make the twins behave differently.
     directives = {"language_level": 3, "annotation_typing": False}
-    return cythonize(extensions, compiler_directives=directives, quiet=True)
+    try:
+        return cythonize(extensions, compiler_directives=directives, quiet=True)
+    except Exception as error:  # a Cython that cannot compile the source leaves the pure package
+        print(f"dcp-worker: Cython failed ({error}); using pure Python", file=sys.stderr)
+        return []
 
 
 setup(ext_modules=compiled_twins(), cmdclass={"build_ext": OptionalBuildExt})

@@ -104,6 +104,41 @@ class JSArray(list[Any]):
         return f"JSArray({list.__repr__(self)}, props={self.props!r})"
 
 
+class JSSparseArray:
+    """An array too sparse to hold slot by slot (``a = []; a[4e9] = 1``): its length, its
+    elements by index, and its named properties. Reading a missing index gives ``Hole``."""
+
+    def __init__(
+        self, length: int = 0, items: dict[int, Any] | None = None, props: dict[str, Any] | None = None
+    ):
+        self.length = length
+        self.items: dict[int, Any] = items if items is not None else {}
+        self.props: dict[str, Any] = props if props is not None else {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return self.items.get(index, Hole)
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        self.items[index] = value
+        self.length = max(self.length, index + 1)
+
+    def append(self, value: Any) -> None:
+        self[self.length] = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JSSparseArray):
+            return NotImplemented
+        return (self.length, self.items, self.props) == (other.length, other.items, other.props)
+
+    def __repr__(self) -> str:
+        return f"JSSparseArray(length={self.length}, items={self.items!r}, props={self.props!r})"
+
+
 class JSMap(list[tuple[Any, Any]]):
     """A Map: its entries as (key, value) pairs, in order, whatever the keys (objects too), and
     any named properties the Map object has besides."""

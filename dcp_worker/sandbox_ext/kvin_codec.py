@@ -41,6 +41,7 @@ from dcp_worker.jsvalues import (
     JSObject,
     JSRegExp,
     JSSet,
+    JSSparseArray,
     JSSymbol,
     NodeBuffer,
     Uint8ClampedArray,
@@ -258,15 +259,20 @@ class Unmarshaller:
             raise self.fail(where, "a bare null or array cannot stand in an array")
         return self.value(item, where)
 
-    def array(self, po: dict[str, Any], where: str, *, counted: bool) -> list[Any]:
-        """An ``{arr, isl?, ps?, len?}`` array. ``counted``: it has a place in ``seen``."""
+    def array(self, po: dict[str, Any], where: str, *, counted: bool) -> Any:
+        """An ``{arr, isl?, ps?, len?}`` array, as a list, or as a JSSparseArray when it is
+        mostly holes, too many to hold. ``counted``: it has a place in ``seen``."""
         items = po["arr"]
         if type(items) is not list:
             raise self.fail(where, "arr must be an array")
         ps = po.get("ps", {})
         if type(ps) is not dict:
             raise self.fail(where, "array properties must be an object")
-        result: list[Any] = JSArray() if any(not is_array_index(key) for key in ps) else []
+        result: Any
+        if self.mostly_holes(po, items, ps):
+            result = JSSparseArray()
+        else:
+            result = JSArray() if any(not is_array_index(key) for key in ps) else []
         if counted:
             self.seen.append(result)
         last: Any = None
@@ -294,17 +300,31 @@ class Unmarshaller:
                     self.grow(result, index + 1, where)
                 result[index] = decoded
             else:
-                assert isinstance(result, JSArray)
                 result.props[key] = decoded
         length = po.get("len")
         if length:
             if type(length) is not int or not 0 <= length <= MAX_ARRAY_INDEX + 1:
                 raise self.fail(where, f"bad length {json.dumps(length)}")
-            if length > len(result):
-                self.grow(result, length, where)
-            else:
-                del result[length:]
+            self.resize(result, length, where)
         return result
+
+    def mostly_holes(self, po: dict[str, Any], items: list[Any], ps: dict[str, Any]) -> bool:
+        """Whether the array's declared length outruns its elements by more than can be held."""
+        indices = [int(key) for key in ps if is_array_index(key)]
+        islands = [island for island in po.get("isl", ()) if type(island) is dict]
+        ends = [island["@"] + 1 for island in islands if type(island.get("@")) is int]
+        length = po.get("len")
+        declared = max([length if type(length) is int else 0] + [index + 1 for index in indices] + ends)
+        return bool(declared - len(items) - len(indices) > MAX_UNWRITTEN_ELEMENTS)
+
+    def resize(self, result: Any, length: int, where: str) -> None:
+        if isinstance(result, JSSparseArray):
+            result.items = {index: item for index, item in result.items.items() if index < length}
+            result.length = length
+        elif length > len(result):
+            self.grow(result, length, where)
+        else:
+            del result[length:]
 
     def spend(self, elements: int, where: str) -> None:
         """Account for array elements the text does not spell out (holes, repetitions): a few
@@ -316,8 +336,11 @@ class Unmarshaller:
                 f"more than {MAX_UNWRITTEN_ELEMENTS:,} holes or repeats in arrays, more than can be held",
             )
 
-    def grow(self, result: list[Any], length: int, where: str) -> None:
+    def grow(self, result: Any, length: int, where: str) -> None:
         """Extend an array with holes to ``length``."""
+        if isinstance(result, JSSparseArray):
+            result.length = max(result.length, length)
+            return
         self.spend(length - len(result), where)
         result.extend([Hole] * (length - len(result)))
 
@@ -339,7 +362,8 @@ class Unmarshaller:
             at = head
         if len(result) < at + len(items):
             self.grow(result, at + len(items), where)
-        result[at : at + len(items)] = items
+        for offset, item in enumerate(items):
+            result[at + offset] = item
 
     def map(self, po: dict[str, Any], where: str) -> JSMap:
         if "mapKeys" not in po or "mapVals" not in po or type(po["mapKeys"]) is not dict:
@@ -629,6 +653,8 @@ class Marshaller:
             return {"ctr": CONSTRUCTOR_INDEX["Date"], "arg": iso_date(value)}
         if isinstance(value, JSMap):
             return self.map(value, where)
+        if isinstance(value, JSSparseArray):
+            return self.sparse_array(value, where)
         if isinstance(value, set | frozenset | JSSet):
             return self.set(value, where)
         if isinstance(value, JSRegExp):
@@ -688,6 +714,12 @@ class Marshaller:
         if len(head) != len(value):
             prepared["len"] = len(value)
         return prepared
+
+    def sparse_array(self, value: JSSparseArray, where: str) -> Any:
+        self.place(value)
+        ps = {str(index): self.value(value.items[index], f"{where}.{index}") for index in sorted(value.items)}
+        ps.update(self.properties(value.props, where))
+        return {"arr": [], "ps": ps, "len": value.length}
 
     def bytes_view(self, value: Any, where: str) -> Any:
         if isinstance(value, Uint8ClampedArray):
