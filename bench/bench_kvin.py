@@ -4,7 +4,9 @@ Run from the project root, after ``tools/test`` has installed the npm peers::
 
     .venv/bin/python bench/bench_kvin.py [--quick] [--node-timeout SECONDS]
 
-For each payload it times serialize and deserialize here (compiled codec and pure twin) and in
+Strings come twice: ASCII, and a mix of Latin-1 and CJK characters, which Python holds in two
+bytes a character and JSON carries in UTF-8, so that each direction pays a transcoding node does
+not. For each payload it times serialize and deserialize here (compiled codec and pure twin) and in
 node with kvin@9, prints the ratio, and for the arrays of small objects how time grows with
 size. kvin@9's serializer grows much faster than linearly; node runs that do not finish within
 the timeout are reported as such. Nothing is asserted about timing; results are checked.
@@ -46,6 +48,7 @@ function payload() {
     return a;
   }
   if (kind === 'string') return 'x\u00e9\u4e2d'.repeat(Math.floor(size / 3));
+  if (kind === 'ascii') return 'abc'.repeat(Math.floor(size / 3));
   const out = [];
   for (let i = 0; i < size; i++) out.push({ id: i, name: 'name' + i, score: i / 7, tags: ['x', 'y'] });
   return out;
@@ -70,6 +73,8 @@ def payload(kind: str, size: int) -> Any:
         return array.array("d", (i * 0.5 + 0.25 for i in range(size)))
     if kind == "string":
         return "x\u00e9\u4e2d" * (size // 3)
+    if kind == "ascii":
+        return "abc" * (size // 3)
     return [{"id": i, "name": f"name{i}", "score": i / 7, "tags": ["x", "y"]} for i in range(size)]
 
 
@@ -111,7 +116,11 @@ def main(argv: list[str] | None = None) -> None:
     if not (NODE_MODULES / "kvin").is_dir():
         raise SystemExit("kvin@9 is not installed: run tools/test (or npm ci --prefix tests/node)")
     repeats = 1 if options.quick else 3
-    cases = [("float64", 100_000 if options.quick else 1_000_000), ("string", 1_000_000)]
+    cases = [
+        ("float64", 100_000 if options.quick else 1_000_000),
+        ("ascii", 1_000_000),
+        ("string", 1_000_000),
+    ]
     cases += [("objects", n) for n in ((1_000, 10_000) if options.quick else (1_000, 10_000, 100_000))]
     codecs = {name: importlib.import_module(module) for name, module in IMPLEMENTATIONS.items()}
     mode = "quick" if options.quick else "full"
