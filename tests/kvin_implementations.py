@@ -15,8 +15,17 @@ PURE = "dcp_worker.sandbox_ext.kvin_codec"
 COMPILED = "dcp_worker.sandbox_ext._kvin_codec"
 
 
+def extensions_off() -> bool:
+    return bool(os.environ.get(kvin.NO_EXTENSIONS_VARIABLE))
+
+
+def implementations() -> list[str]:
+    """The codec modules under test: both, unless extensions are turned off."""
+    return [PURE] if extensions_off() else [PURE, COMPILED]
+
+
 def codec_modules() -> list[pytest.ParameterSet]:
-    skip = [pytest.mark.skip("extensions off")] if os.environ.get(kvin.NO_EXTENSIONS_VARIABLE) else []
+    skip = [pytest.mark.skip("extensions off")] if extensions_off() else []
     return [pytest.param(PURE, id="pure"), pytest.param(COMPILED, id="compiled", marks=skip)]
 
 
