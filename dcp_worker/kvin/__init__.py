@@ -2,7 +2,7 @@
 
 ``serialize(value)`` writes the text JavaScript's ``kvin.serialize`` would read back, and
 ``deserialize(text)`` reads what ``kvin.serialize`` writes. How JavaScript values map to Python
-ones is in the README ("KVIN values"). The codec is compiled with Cython where the package was
+ones is in the README (section "KVIN"). The codec is compiled with Cython where the package was
 built with it, and pure Python otherwise, or when ``DCP_WORKER_NO_EXTENSIONS`` is set; the two
 behave the same. ``IMPLEMENTATION`` says which one runs.
 """
