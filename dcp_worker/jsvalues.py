@@ -14,6 +14,34 @@ from typing import Any, ClassVar, Final
 
 MAX_SAFE_INTEGER: Final = 2**53 - 1
 
+# The array.array type code of each typed array that has one (Uint8ClampedArray has a type of
+# its own below; Float16Array has no code).
+TYPED_ARRAY_CODES: Final = {
+    "Int8Array": "b", "Uint8Array": "B", "Int16Array": "h", "Uint16Array": "H",
+    "Int32Array": "i", "Uint32Array": "I", "Float32Array": "f", "Float64Array": "d",
+    "BigInt64Array": "q", "BigUint64Array": "Q",
+}  # fmt: skip
+_TYPED_ARRAY_NAMES: Final = {
+    ("signed", 1): "Int8Array", ("signed", 2): "Int16Array", ("signed", 4): "Int32Array",
+    ("signed", 8): "BigInt64Array", ("unsigned", 1): "Uint8Array", ("unsigned", 2): "Uint16Array",
+    ("unsigned", 4): "Uint32Array", ("unsigned", 8): "BigUint64Array",
+    ("float", 4): "Float32Array", ("float", 8): "Float64Array",
+}  # fmt: skip
+
+
+def typed_array_name(kind: str, itemsize: int) -> str | None:
+    """The typed array of numbers of a kind ("signed", "unsigned" or "float") and size, if any."""
+    return _TYPED_ARRAY_NAMES.get((kind, itemsize))
+
+
+def typed_array_name_of(values: array.array[Any]) -> str | None:
+    """The typed array an array.array travels as, or None for one JavaScript has no twin of."""
+    code = values.typecode
+    if code == "u":
+        return None
+    kind = "float" if code in "fd" else "unsigned" if code.isupper() else "signed"
+    return typed_array_name(kind, values.itemsize)
+
 
 class _Singleton:
     _instances: ClassVar[dict[type, Any]] = {}

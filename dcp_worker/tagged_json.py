@@ -16,43 +16,20 @@ from typing import Any, Final
 
 from dcp_worker.jsvalues import (
     MAX_SAFE_INTEGER,
+    TYPED_ARRAY_CODES,
     JSError,
     JSFunction,
     JSRegExp,
     JSSymbol,
     Undefined,
+    typed_array_name_of,
 )
 
 TAG: Final = "$dcp"
 
 
-# Typed array name -> array.array type code. Float16Array has no array.array code and
-# decodes to a list of floats.
-TYPED_ARRAY_CODES: Final = {
-    "Int8Array": "b",
-    "Uint8Array": "B",
-    "Uint8ClampedArray": "B",
-    "Int16Array": "h",
-    "Uint16Array": "H",
-    "Int32Array": "i",
-    "Uint32Array": "I",
-    "Float32Array": "f",
-    "Float64Array": "d",
-    "BigInt64Array": "q",
-    "BigUint64Array": "Q",
-}
-ARRAY_CODE_NAMES: Final = {
-    ("signed", 1): "Int8Array",
-    ("signed", 2): "Int16Array",
-    ("signed", 4): "Int32Array",
-    ("signed", 8): "BigInt64Array",
-    ("unsigned", 1): "Uint8Array",
-    ("unsigned", 2): "Uint16Array",
-    ("unsigned", 4): "Uint32Array",
-    ("unsigned", 8): "BigUint64Array",
-    ("float", 4): "Float32Array",
-    ("float", 8): "Float64Array",
-}
+# Uint8ClampedArray decodes to array('B') here; Float16Array to a list of floats.
+ARRAY_CODES: Final = {**TYPED_ARRAY_CODES, "Uint8ClampedArray": "B"}
 NUMBER_TAGS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "-0": -0.0}
 
 
@@ -63,8 +40,8 @@ def _bytes(text: str) -> bytes:
 def _decode_tagged(tag: Any, value: dict[str, Any]) -> Any:
     if tag in NUMBER_TAGS:
         return NUMBER_TAGS[tag]
-    if tag in TYPED_ARRAY_CODES:
-        return array.array(TYPED_ARRAY_CODES[tag], _bytes(value["base64"]))
+    if tag in ARRAY_CODES:
+        return array.array(ARRAY_CODES[tag], _bytes(value["base64"]))
     match tag:
         case "undefined":
             return Undefined
@@ -119,11 +96,9 @@ def _typed_array(name: str, data: bytes) -> dict[str, str]:
 
 
 def _array_name(values: array.array[Any]) -> str:
-    code = values.typecode
-    kind = "float" if code in "fd" else "unsigned" if code.isupper() else "signed"
-    name = ARRAY_CODE_NAMES.get((kind, values.itemsize))
-    if name is None or code == "u":
-        raise TypeError(f"cannot pass an array.array of type code {code!r} to JavaScript")
+    name = typed_array_name_of(values)
+    if name is None:
+        raise TypeError(f"cannot pass an array.array of type code {values.typecode!r} to JavaScript")
     return name
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from dcp_worker.errors import KVINError
 from dcp_worker.jsvalues import (
     MAX_SAFE_INTEGER,
+    TYPED_ARRAY_CODES,
     BigInt,
     DataView,
     Hole,
@@ -46,6 +47,8 @@ from dcp_worker.jsvalues import (
     NodeBuffer,
     Uint8ClampedArray,
     Undefined,
+    typed_array_name,
+    typed_array_name_of,
 )
 
 VERSION = "v9"
@@ -62,18 +65,6 @@ CONSTRUCTORS = (
 CONSTRUCTOR_INDEX = {name: index for index, name in enumerate(CONSTRUCTORS)}
 CONSTRUCTOR_NAME = re.compile(r"[A-Za-z_0-9$]+\Z")
 NUMERIC_NAME = re.compile(r"[1-9][0-9]*\Z")
-# array.array type code of each typed array that has one.
-TYPED_ARRAY_CODES = {
-    "Int8Array": "b", "Uint8Array": "B", "Int16Array": "h", "Uint16Array": "H",
-    "Int32Array": "i", "Uint32Array": "I", "Float32Array": "f", "Float64Array": "d",
-    "BigInt64Array": "q", "BigUint64Array": "Q",
-}  # fmt: skip
-TYPED_ARRAY_NAMES = {
-    ("signed", 1): "Int8Array", ("signed", 2): "Int16Array", ("signed", 4): "Int32Array",
-    ("signed", 8): "BigInt64Array", ("unsigned", 1): "Uint8Array", ("unsigned", 2): "Uint16Array",
-    ("unsigned", 4): "Uint32Array", ("unsigned", 8): "BigUint64Array",
-    ("float", 4): "Float32Array", ("float", 8): "Float64Array",
-}  # fmt: skip
 BYTE_VIEWS: dict[str, type[bytes]] = {"Buffer": NodeBuffer, "DataView": DataView}
 ERROR_CONSTRUCTORS = frozenset(
     {"Error", "EvalError", "RangeError", "ReferenceError", "SyntaxError", "TypeError", "URIError"}
@@ -727,11 +718,11 @@ class Marshaller:
         elif isinstance(value, NodeBuffer | DataView):
             constructor = "Buffer" if isinstance(value, NodeBuffer) else "DataView"
         elif isinstance(value, array.array):
-            code = value.typecode
-            kind = "float" if code in "fd" else "unsigned" if code.isupper() else "signed"
-            name = TYPED_ARRAY_NAMES.get((kind, value.itemsize)) if code != "u" else None
+            name = typed_array_name_of(value)
             if name is None:
-                raise self.fail(where, f"an array.array of type code {code!r} has no JavaScript form")
+                raise self.fail(
+                    where, f"an array.array of type code {value.typecode!r} has no JavaScript form"
+                )
             constructor = CONSTRUCTOR_INDEX.get(name, name)
         else:
             constructor = CONSTRUCTOR_INDEX["Uint8Array"]
@@ -746,7 +737,7 @@ class Marshaller:
             and value.dtype.itemsize in (1, 2, 4, 8)
         ):
             kind = {"i": "signed", "u": "unsigned", "f": "float"}[value.dtype.kind]
-            name = TYPED_ARRAY_NAMES.get((kind, value.dtype.itemsize))
+            name = typed_array_name(kind, value.dtype.itemsize)
             if name is not None:
                 self.place(value)
                 data = value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
