@@ -6,6 +6,16 @@ DCPWorkerError
 │   └── WorkFunctionError  the work function or a module does not compile
 ├── SandboxError           a sandbox host could not be started
 ├── KVINError              text that is not KVIN, or a value KVIN cannot carry
+├── IdentityError          a private key or address that cannot be used
+│   └── KeystoreError      a keystore file that is damaged, missing or cannot be written
+│       └── PassphraseError    no passphrase tried unlocks the keystore
+├── ProtocolError          a DCP session failed, or its peer broke the protocol
+│   ├── ConnectError           the service cannot be reached, or refuses a session
+│   ├── SessionClosedError     the session ended before a request was answered
+│   ├── SignatureError         a message whose signature does not verify
+│   ├── PeerIdentityError      a message from an owner other than the session's peer
+│   ├── NonceError             a message that does not carry the nonce of our last ack
+│   └── RemoteError            the peer answered a request with an error (code, message)
 └── SliceError             one slice failed; returned in place of its result, not raised
     ├── WorkFunctionException  the work function threw or its promise rejected
     ├── SliceTimeoutError      the slice ran past its wall-clock limit
@@ -47,6 +57,53 @@ class SandboxError(DCPWorkerError):
 
 class KVINError(DCPWorkerError, ValueError):
     """Text that is not valid KVIN, or a value KVIN cannot carry; the message says where."""
+
+
+class IdentityError(DCPWorkerError, ValueError):
+    """A private key or an address that cannot be used; the message says why."""
+
+
+class KeystoreError(IdentityError):
+    """A keystore file that is damaged, missing or cannot be written; the message names it."""
+
+
+class PassphraseError(KeystoreError):
+    """None of the passphrases tried unlocks the keystore."""
+
+
+class ProtocolError(DCPWorkerError):
+    """A DCP session failed, or the peer broke the protocol."""
+
+
+class ConnectError(ProtocolError):
+    """The service cannot be reached, or it refused to open a session."""
+
+
+class SessionClosedError(ProtocolError):
+    """The session ended before the request was answered."""
+
+
+class SignatureError(ProtocolError):
+    """A message whose signature is malformed or does not verify."""
+
+
+class PeerIdentityError(ProtocolError):
+    """A message signed by someone other than the session's peer, or a peer whose address
+    changed since it was first met (the identity cache)."""
+
+
+class NonceError(ProtocolError):
+    """A message that does not carry the nonce of the last ack we sent: stale or replayed."""
+
+
+class RemoteError(ProtocolError):
+    """The peer answered a request with an error payload."""
+
+    def __init__(self, operation: str, message: str, code: str | None = None) -> None:
+        self.operation = operation
+        self.message = message
+        self.code = code
+        super().__init__(f"{operation}: {message}" + (f" ({code})" if code else ""))
 
 
 class SliceError(DCPWorkerError):

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from dcp_worker import __version__
+from dcp_worker.cli.keys import keys
 from dcp_worker.cli.localexec import localexec
 from dcp_worker.errors import DCPWorkerError
 
@@ -19,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.command()(localexec)
+app.add_typer(keys)
 
 
 def show_version(value: bool) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from dcp_worker.errors import KVINError
+from dcp_worker.json_parse import parse_json
 
 __all__ = ["IMPLEMENTATION", "KVINError", "deserialize", "serialize"]
 
@@ -56,10 +57,6 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
 def serialize(value: Any) -> str:
     """KVIN text for a Python value; raises ``KVINError`` for what has no JavaScript form."""
     try:
@@ -89,10 +86,6 @@ def deserialize(text: str | bytes) -> Any:
 
 def _parse(text: str | bytes) -> Any:
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        try:
-            # Escaped lone surrogates, which orjson refuses and JSON.parse accepts.
-            return json.loads(text, parse_constant=_reject_constant)
-        except ValueError as error:
-            raise KVINError(f"not KVIN: invalid JSON ({error})") from None
+        return parse_json(text)
+    except ValueError as error:
+        raise KVINError(f"not KVIN: invalid JSON ({error})") from None
