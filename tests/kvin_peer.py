@@ -182,6 +182,14 @@ class KvinPeer:
         reply = self.request("deserialize", text=text, expr=expr)
         return bool(reply["equal"]), str(reply["inspect"])
 
+    def json_corpus(self, seed: int, count: int) -> list[str]:
+        """``JSON.stringify`` texts of ``count`` JSON-able values drawn for ``seed``."""
+        return [str(item) for item in self.request("json_corpus", seed=seed, count=count)["items"]]
+
+    def restringify(self, texts: Sequence[str]) -> list[str]:
+        """``JSON.stringify(JSON.parse(text))`` for each text."""
+        return [str(item) for item in self.request("restringify", texts=list(texts))["items"]]
+
     # -- lifetime -----------------------------------------------------------------------------
 
     def close(self) -> None:

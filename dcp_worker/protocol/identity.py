@@ -1,8 +1,8 @@
 """Ethereum identities as DCP uses them: secp256k1 keys, EIP-55 addresses and EIP-191
 ``personal_sign`` signatures (RFC 6979, low S, ``v`` = 27 + recovery id).
 
-The cryptography is libsecp256k1's (through coincurve) and keccak is eth-hash's; this module only
-arranges their inputs and outputs the way dcp-client does.
+The cryptography is libsecp256k1's (through coincurve) and keccak is pycryptodome's; this module
+only arranges their inputs and outputs the way dcp-client does.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import coincurve
-from eth_hash.auto import keccak
-from eth_utils.address import to_checksum_address
+from Crypto.Hash import keccak as keccak_module
 
 from dcp_worker.errors import IdentityError, SignatureError
 
@@ -23,9 +22,20 @@ _PERSONAL_PREFIX = b"\x19Ethereum Signed Message:\n"
 _CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
+def keccak(data: bytes) -> bytes:
+    return bytes(keccak_module.new(data=data, digest_bits=256).digest())
+
+
 def personal_message_hash(message: bytes) -> bytes:
     """keccak256 of the EIP-191 (version 0x45) framing of ``message``."""
-    return bytes(keccak(_PERSONAL_PREFIX + str(len(message)).encode() + message))
+    return keccak(_PERSONAL_PREFIX + str(len(message)).encode() + message)
+
+
+def _eip55(raw_address: bytes) -> str:
+    """EIP-55: each hex letter upper-case where the same nibble of keccak(lower-case hex) is >= 8."""
+    digits = raw_address.hex()
+    nibbles = keccak(digits.encode()).hex()
+    return "0x" + "".join(c.upper() if int(n, 16) >= 8 else c for c, n in zip(digits, nibbles[:40], strict=True))
 
 
 def checksum_address(address: str) -> str:
@@ -37,7 +47,7 @@ def checksum_address(address: str) -> str:
     digits = address[2:] if address[:2] in ("0x", "0X") else address
     if len(digits) != 40 or any(c not in "0123456789abcdefABCDEF" for c in digits):
         raise IdentityError(f"not an Ethereum address: {address!r}")
-    checksummed = to_checksum_address("0x" + digits.lower())
+    checksummed = _eip55(bytes.fromhex(digits))
     if digits not in (digits.lower(), digits.upper()) and digits != checksummed[2:]:
         raise IdentityError(f"address {address!r} has a wrong EIP-55 checksum")
     return checksummed
@@ -94,7 +104,7 @@ class Identity:
             raise IdentityError("a private key is 32 bytes, a number between 1 and the curve order")
         self._key = coincurve.PrivateKey(private_key)
         public = self._key.public_key.format(compressed=False)[1:]
-        self.address = to_checksum_address(bytes(keccak(public))[-20:])
+        self.address = _eip55(keccak(public)[-20:])
 
     @classmethod
     def generate(cls) -> Identity:
@@ -134,4 +144,4 @@ def recover_address(message: bytes, signature: Signature) -> str:
         )
     except Exception as error:  # coincurve raises bare Exception for unrecoverable signatures
         raise SignatureError(f"the signature does not verify: {error}") from None
-    return to_checksum_address(bytes(keccak(public.format(compressed=False)[1:]))[-20:])
+    return _eip55(keccak(public.format(compressed=False)[1:])[-20:])

@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from eth_keyfile.keyfile import create_keyfile_json, decode_keyfile_json
-
 from dcp_worker.errors import IdentityError, KeystoreError, PassphraseError
 from dcp_worker.json_parse import parse_json
 from dcp_worker.protocol.identity import Identity, checksum_address
@@ -89,6 +87,8 @@ class Keystore:
 
     @classmethod
     def create(cls, identity: Identity, passphrase: str, label: str | None = None) -> Keystore:
+        from eth_keyfile.keyfile import create_keyfile_json  # slow to import (~0.4 s): only when used
+
         document: dict[str, Any] = create_keyfile_json(
             identity.private_key,
             passphrase.encode(),
@@ -104,6 +104,8 @@ class Keystore:
 
     def unlock(self, passphrase: str) -> Identity:
         """The identity inside; ``PassphraseError`` when ``passphrase`` is not the one."""
+        from eth_keyfile.keyfile import decode_keyfile_json  # slow to import (~0.4 s): only when used
+
         try:
             key = decode_keyfile_json(self.document, passphrase.encode())
         except ValueError as error:

@@ -12,6 +12,8 @@
  *   check_values {seed, count, texts: [T...]} -> {ok, results: [R + {kvinSelfEqual, tags}, ...]}
  *   serialize    {expr}                       -> {ok, text}
  *   deserialize  {text, expr}                 -> {ok, equal, inspect}
+ *   json_corpus  {seed, count}                -> {ok, items: [JSON.stringify(value), ...]}
+ *   restringify  {texts: [T, ...]}            -> {ok, items: [JSON.stringify(JSON.parse(T)), ...]}
  * where R is {equal: true}, or {equal: false, expected, actual} (util.inspect texts, depth 6), or
  * {equal: false, error, side: "K"|"T"} when kvin cannot deserialize that side. check compares
  * kvin.deserialize(K) with kvin.deserialize(T); check_values compares the original value v_i
@@ -21,6 +23,8 @@
  * Any failure -> {ok: false, error}; the process keeps running. Exits when stdin closes.
  * Expressions are evaluated at global scope; `kvin` is a global there.
  *
+ * json_corpus draws JSON-able values only (the numbers, strings and keys of the KVIN corpus, in
+ * nested objects and arrays), for the tests of the JS-canonical JSON writer.
  * The corpus is drawn from a small seeded PRNG (mulberry32), one independent stream per item,
  * so corpus(seed, n)[i] is the same value for every n > i, in every process.
  */
@@ -722,6 +726,23 @@ function corpusItem(seed, index) {
   throw new Error(`seed ${seed} item ${index}: 100 draws that kvin cannot serialize; last: ${lastError}`);
 }
 
+/** The i-th JSON-able value for a seed, from the same primitives as the KVIN corpus. */
+function jsonCorpusItem(seed, index) {
+  const gen = new Generator(mulberry32(itemState(seed, index)));
+  const value = (depth) => gen.weighted([
+    [5, () => gen.number()],
+    [5, () => gen.string()],
+    [1, () => gen.pick([null, true, false])],
+    [depth < MAX_DEPTH ? 3 : 0, () => Array.from({ length: gen.int(6) }, () => value(depth + 1))],
+    [depth < MAX_DEPTH ? 4 : 0, () => {
+      const obj = {};
+      for (let i = gen.int(7); i > 0; i--) obj[gen.key()] = gen.chance(0.1) ? undefined : value(depth + 1);
+      return obj;
+    }],
+  ]);
+  return JSON.stringify(value(0));
+}
+
 /* ------------------------------------------------------------------------------------------------
  * Requests
  */
@@ -810,6 +831,17 @@ const handlers = {
       results.push(result);
     }
     return { results };
+  },
+
+  json_corpus(req) {
+    needSeedCount(req);
+    return { items: Array.from({ length: req.count }, (_, i) => jsonCorpusItem(req.seed, i)) };
+  },
+
+  restringify(req) {
+    if (!Array.isArray(req.texts))
+      throw new TypeError('texts must be an array of strings');
+    return { items: req.texts.map((text) => { needString(text, 'text'); return JSON.stringify(JSON.parse(text)); }) };
   },
 
   serialize(req) {
