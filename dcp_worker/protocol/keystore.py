@@ -2,7 +2,7 @@
 them in ``~/.dcp/id.keystore`` (the identity that signs every message) and
 ``~/.dcp/default.keystore`` (the payment account; only its address is needed).
 
-Encryption and decryption are eth-keyfile's. Unlocking tries the empty passphrase first, as
+Encryption and decryption are in ``key_file``. Unlocking tries the empty passphrase first, as
 dcp-client does, then each passphrase the caller supplies, in order.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 from dcp_worker.errors import IdentityError, KeystoreError, PassphraseError
 from dcp_worker.json_parse import parse_json
+from dcp_worker.protocol import key_file
 from dcp_worker.protocol.identity import Identity, checksum_address
 
 __all__ = [
@@ -87,15 +88,7 @@ class Keystore:
 
     @classmethod
     def create(cls, identity: Identity, passphrase: str, label: str | None = None) -> Keystore:
-        from eth_keyfile.keyfile import create_keyfile_json  # slow to import (~0.4 s): only when used
-
-        document: dict[str, Any] = create_keyfile_json(
-            identity.private_key,
-            passphrase.encode(),
-            kdf="scrypt",
-            iterations=SCRYPT_N,
-            salt_size=_SALT_BYTES,
-        )
+        document = key_file.encrypt(identity.private_key, passphrase, SCRYPT_N, _SALT_BYTES)
         document["address"] = identity.address[2:].lower()
         if label is not None:
             document["label"] = label
@@ -104,17 +97,13 @@ class Keystore:
 
     def unlock(self, passphrase: str) -> Identity:
         """The identity inside; ``PassphraseError`` when ``passphrase`` is not the one."""
-        from eth_keyfile.keyfile import decode_keyfile_json  # slow to import (~0.4 s): only when used
-
         try:
-            key = decode_keyfile_json(self.document, passphrase.encode())
-        except ValueError as error:
-            if "MAC mismatch" in str(error):
-                raise PassphraseError(f"{self.source}: wrong passphrase") from None
+            key = key_file.decrypt(self.document["crypto"], passphrase)
+        except key_file.WrongPassphrase:
+            raise PassphraseError(f"{self.source}: wrong passphrase") from None
+        except key_file.KeyFileError as error:
             raise KeystoreError(f"{self.source}: damaged keystore ({error})") from None
-        except (KeyError, TypeError) as error:
-            raise KeystoreError(f"{self.source}: damaged keystore (bad or missing {error})") from None
-        identity = Identity(bytes(key))
+        identity = Identity(key)
         if self.address is not None and identity.address != self.address:
             raise KeystoreError(f"{self.source}: the key inside is not the key of {self.address}")
         return identity
