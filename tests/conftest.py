@@ -7,6 +7,9 @@ from collections.abc import Iterator
 import pytest
 from kvin_peer import KvinPeer
 
+# The scheduler double's fixture (`scheduler_double`) lives beside the double's driver.
+pytest_plugins = ["scheduler_double"]
+
 
 @pytest.fixture(scope="session")
 def kvin_peer() -> Iterator[KvinPeer]:
