@@ -161,4 +161,9 @@ class FrameReader:
         if len(pieces) < total:
             return None
         del self._fragments[message_id], self._totals[message_id]
-        return "".join(pieces[index] for index in range(total))
+        joined = "".join(pieces[index] for index in range(total))
+        if any("\ud800" <= pieces[index][-1:] <= "\udbff" for index in range(total - 1)):
+            # JavaScript cuts fragments between UTF-16 units, so a pair may arrive in two halves
+            # (socket.io's JSON carries each half escaped); put each pair back together.
+            joined = joined.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+        return joined

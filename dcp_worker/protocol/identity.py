@@ -35,7 +35,8 @@ def _eip55(raw_address: bytes) -> str:
     """EIP-55: each hex letter upper-case where the same nibble of keccak(lower-case hex) is >= 8."""
     digits = raw_address.hex()
     nibbles = keccak(digits.encode()).hex()
-    return "0x" + "".join(c.upper() if int(n, 16) >= 8 else c for c, n in zip(digits, nibbles[:40], strict=True))
+    letters = zip(digits, nibbles[:40], strict=True)
+    return "0x" + "".join(c.upper() if int(n, 16) >= 8 else c for c, n in letters)
 
 
 def checksum_address(address: str) -> str:
