@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import pytest
+from aiohttp import web
 from scheduler_double import SchedulerDouble, SchedulerDoubleError
 
 from dcp_worker.errors import (
@@ -99,6 +102,51 @@ def test_long_polling_works_where_websockets_are_not_used(scheduler_double: Sche
             return session.transport_name, await session.request("echo", "x" * 100_000)
 
     assert run(scenario()) == ("polling", "x" * 100_000)
+
+
+@contextlib.asynccontextmanager
+async def websocket_refusing_proxy(target: str) -> AsyncIterator[str]:
+    """An HTTP proxy to ``target`` on a free loopback port that refuses websocket upgrades, as
+    some corporate proxies do."""
+    client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return web.Response(status=400, text="no websockets here")
+        headers = {key: value for key, value in request.headers.items() if key.lower() != "host"}
+        url = target.rstrip("/") + request.path_qs
+        try:
+            async with client.request(
+                request.method, url, data=await request.read(), headers=headers
+            ) as answer:
+                body = await answer.read()
+                return web.Response(status=answer.status, body=body, content_type=answer.content_type)
+        except (aiohttp.ClientError, RuntimeError):  # RuntimeError: the proxy is closing
+            return web.Response(status=502)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    finally:
+        await client.close()  # ends forwards still waiting on a long poll
+        await runner.cleanup()
+
+
+def test_where_websockets_are_refused_the_session_falls_back_to_long_polling(
+    scheduler_double: SchedulerDouble,
+) -> None:
+    async def scenario() -> tuple[str | None, Any]:
+        async with (
+            websocket_refusing_proxy(scheduler_double.url) as url,
+            open_session(url, Identity.generate()) as session,
+        ):
+            return session.transport_name, await session.request("echo", {"via": "polling"})
+
+    assert run(scenario()) == ("polling", {"via": "polling"})
 
 
 def test_large_messages_go_in_fragments_both_ways(scheduler_double: SchedulerDouble) -> None:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
+import aiohttp
 import socketio  # type: ignore[import-untyped]
 
 from dcp_worker import __version__
@@ -41,7 +42,12 @@ class Transport:
         self._message_ids = itertools.count(1)
         self._closed = False
         self._lost = False
-        self._client = socketio.AsyncClient(reconnection=False, handle_sigint=False, logger=False)
+        # The HTTP session is ours, so that closing the transport closes it whatever state
+        # python-engineio was left in.
+        self._http = aiohttp.ClientSession()
+        self._client = socketio.AsyncClient(
+            reconnection=False, handle_sigint=False, logger=False, http_session=self._http
+        )
         self._client.on("message", self._received)
         self._client.on("disconnect", self._disconnected)
         self.transport_name: str | None = None
@@ -49,6 +55,13 @@ class Transport:
     async def connect(self, location: str, timeout: float, transports: Sequence[str] = TRANSPORTS) -> None:
         """Open the socket with the first of ``transports`` that works (websocket, then long-polling);
         ``ConnectError`` says why none did."""
+        try:
+            await self._open_socket(location, timeout, transports)
+        except BaseException:  # a failure or a cancellation: nothing of this transport stays open
+            await self._http.close()
+            raise
+
+    async def _open_socket(self, location: str, timeout: float, transports: Sequence[str]) -> None:
         parts = urlsplit(location)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConnectError(f"{location}: a DCP service URL is http:// or https://")
@@ -94,6 +107,13 @@ class Transport:
                 await asyncio.wait_for(self._writer, 5)
         with contextlib.suppress(Exception):
             await self._client.disconnect()
+        # python-engineio's loops may still be at work (after a disconnect by the server they
+        # are not awaited); they must end before their HTTP session closes, or they open another.
+        engine = self._client.eio
+        loops = [task for task in (engine.read_loop_task, engine.write_loop_task) if task is not None]
+        if loops:
+            await asyncio.wait(loops, timeout=5)
+        await self._http.close()
 
     async def _write_frames(self) -> None:
         while (frame := await self._outbox.get()) is not None:
