@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, cast
 
+from node_process import reap
+
 NODE_DIR = Path(__file__).resolve().parent / "node"
 PEER_SCRIPT = NODE_DIR / "kvin_peer.js"
 KVIN_DIR = NODE_DIR / "node_modules" / "kvin"
@@ -201,11 +203,7 @@ class KvinPeer:
         if proc.stdin is not None and not proc.stdin.closed:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         if proc.stdout is not None:
             proc.stdout.close()
         self._stderr.close()

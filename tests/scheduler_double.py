@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import IO, Any, cast
 
 import pytest
+from node_process import reap
 
 TESTS_DIR = Path(__file__).resolve().parent
 NODE_DIR = TESTS_DIR / "node"
@@ -337,11 +338,7 @@ class JsonLinesProcess:
         if proc.stdin is not None:
             with contextlib.suppress(OSError), self._write_lock:
                 proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap(proc)
         reader = getattr(self, "_reader", None)
         if reader is not None:
             reader.join(timeout=10)
