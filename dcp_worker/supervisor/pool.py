@@ -3,6 +3,9 @@
 Slices go to hosts in batches, so that one round trip to a host serves many fast slices; a
 batch grows only while its slices prove fast. A batch that times out or kills its host is run
 again one slice at a time, so a slice is only ever failed for a limit it broke alone.
+
+Slices may be added while the pool serves (a worker receives them task by task); hosts wait,
+warm, for more until the pool is closed. Slices not yet sent to a host can be withdrawn.
 """
 
 from __future__ import annotations
@@ -77,13 +80,16 @@ class SandboxPool:
         self._job = job
         self._sandboxes = sandboxes
         self._limits = limits
-        # Slices not yet sent are numbers[sent:] on data[sent:]; batches a lost host never ran
-        # wait in _retry, and slices of a batch that broke a limit wait in _alone, to run alone.
-        self._numbers: Sequence[int] = ()
-        self._data: Sequence[Any] = ()
-        self._sent = 0
+        # Slices not yet sent wait in _pending (as the runs they were added in, _queued in all);
+        # batches a lost host never ran wait in _retry, and slices of a batch that broke a
+        # limit wait in _alone, to run alone.
+        self._pending: collections.deque[SliceBatch] = collections.deque()
+        self._queued = 0
         self._retry: collections.deque[SliceBatch] = collections.deque()
         self._alone: collections.deque[SliceBatch] = collections.deque()
+        self._closed = False
+        self._more = asyncio.Event()
+        self._hosts_up = 0
         self._report: OutcomesHandler = lambda outcome: None
 
     async def run(
@@ -98,32 +104,85 @@ class SandboxPool:
         Raises ``WorkFunctionError`` before any slice runs if the job does not compile: every
         host compiles the job as it starts, and the hosts start together.
         """
+        self.add(numbers, data)
+        self.close()
+        await self.serve(report)
+
+    def add(self, numbers: Sequence[int], data: Sequence[Any]) -> None:
+        """Queue slice ``numbers[i]`` on ``data[i]`` (tagged JSON) for every i."""
         if len(numbers) != len(data):
             raise ValueError(f"{len(numbers)} slice numbers for {len(data)} data")
-        self._numbers, self._data = numbers, data
+        if self._closed:
+            raise RuntimeError("slices added to a closed pool")
+        if numbers:
+            self._pending.append(SliceBatch(numbers, data))
+            self._queued += len(numbers)
+            self._more.set()
+
+    def withdraw(self) -> list[int]:
+        """Take back every slice not yet sent to a host (to return it); returns their numbers."""
+        withdrawn = [
+            number for batch in (*self._alone, *self._retry, *self._pending) for number in batch.numbers
+        ]
+        self._alone.clear()
+        self._retry.clear()
+        self._pending.clear()
+        self._queued = 0
+        return withdrawn
+
+    def close(self) -> None:
+        """No more slices will come: ``serve`` returns once those queued have run."""
+        self._closed = True
+        self._more.set()
+
+    async def serve(self, report: OutcomesHandler) -> None:
+        """Run queued slices, and those added meanwhile, until the pool is closed and drained;
+        ``report`` outcomes as they complete, a batch at a time."""
         self._report = report
-        workers = min(self._sandboxes, len(numbers))
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
+                for _ in range(self._sandboxes):
                     group.create_task(self._work())
         except BaseExceptionGroup as failures:
             raise _first_package_error(failures) from None
 
     def _has_work(self) -> bool:
-        return bool(self._alone or self._retry or self._sent < len(self._numbers))
+        return bool(self._alone or self._retry or self._queued)
+
+    def _waiting_slices(self) -> int:
+        return self._queued + sum(len(batch) for batch in (*self._retry, *self._alone))
+
+    async def _wait_for_work(self, need_host: bool) -> bool:
+        """Wait until there is a slice to send (True) or the pool is closed and drained (False).
+
+        A worker with no host waits also while the hosts already up outnumber the slices that
+        wait, so that a job of three slices starts three hosts, not one per sandbox allowed.
+        """
+        while not self._has_work() or (need_host and self._hosts_up >= self._waiting_slices()):
+            if self._closed and not self._has_work():
+                return False
+            self._more.clear()
+            await self._more.wait()
+        return True
 
     def _take_batch(self, pacer: BatchPacer) -> SliceBatch | None:
-        """The next batch to send, or None when nothing is left."""
+        """The next batch to send, or None when nothing is queued."""
         if self._alone:
             return self._alone.popleft()
         if self._retry:
             return self._retry.popleft()
-        start, total = self._sent, len(self._numbers)
-        if start == total:
+        if not self._pending:
             return None
-        self._sent = min(start + pacer.size(total - start, self._sandboxes), total)
-        return SliceBatch(self._numbers[start : self._sent], self._data[start : self._sent])
+        head = self._pending[0]
+        size = min(pacer.size(self._queued, self._sandboxes), len(head))
+        if size == len(head):
+            self._pending.popleft()
+            batch = head
+        else:
+            batch = SliceBatch(head.numbers[:size], head.data[:size])
+            self._pending[0] = SliceBatch(head.numbers[size:], head.data[size:])
+        self._queued -= size
+        return batch
 
     async def _work(self) -> None:
         """Feed one host until no slices are left, replacing it whenever it dies or must retire.
@@ -137,21 +196,30 @@ class SandboxPool:
         try:
             while True:
                 if host is None:
-                    if not self._has_work():
+                    if not await self._wait_for_work(need_host=True):
                         break
-                    host = await SandboxHost.start(self._job, self._limits.memory_mb)
+                    self._hosts_up += 1
+                    try:
+                        host = await SandboxHost.start(self._job, self._limits.memory_mb)
+                    except BaseException:
+                        self._host_gone()
+                        raise
                 depth = PIPELINE_DEPTH if pacer.fast else 1
                 while len(in_flight) < depth and (batch := self._take_batch(pacer)):
                     host.send_batch(batch.to_json())
                     in_flight.append(batch)
                 if not in_flight:
-                    break
+                    # Idle: the host stays, warm, for slices still to come.
+                    if not await self._wait_for_work(need_host=False):
+                        break
+                    continue
                 batch = in_flight.popleft()
                 started = time.perf_counter()
                 try:
                     report = await host.batch_report(self._limits.slice_timeout)
                 except (HostTimeout, HostDied) as failure:
                     host = None
+                    self._host_gone()
                     self._requeue(in_flight)
                     self._failed(batch, failure)
                     continue
@@ -163,13 +231,21 @@ class SandboxPool:
                     self._requeue(in_flight)
                     await host.kill()
                     host = None
+                    self._host_gone()
         except BaseException:
             # Cancelled or failed: a host may be deep in a slice, so don't wait for it to exit.
             if host is not None:
+                self._host_gone()
                 await asyncio.shield(host.kill())
             raise
         if host is not None:
+            self._host_gone()
             await host.close()
+
+    def _host_gone(self) -> None:
+        """A host ended: a worker waiting for the right to start one may now need to."""
+        self._hosts_up -= 1
+        self._more.set()
 
     def _requeue(self, batches: collections.deque[SliceBatch]) -> None:
         """Put batches a lost host never ran back at the head of the queue, in order."""

@@ -1,0 +1,93 @@
+"""The sandbox pool fed slice by slice, as the worker feeds it: warm hosts, withdrawing, closing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from dcp_worker.supervisor import pool as pool_module
+from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.outcomes import BatchOutcome
+from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool
+
+# Each isolate counts the slices it has run: the count shows which host ran what.
+COUNTING = JobSpec(
+    "function (datum) { progress(); globalThis.count = (globalThis.count || 0) + 1; return [datum, count]; }"
+)
+LIMITS = SandboxLimits(slice_timeout=30, memory_mb=256)
+
+
+def collect(into: dict[int, Any]) -> Any:
+    def report(outcome: BatchOutcome) -> None:
+        for slice_outcome in outcome:
+            assert slice_outcome.error is None, slice_outcome.error
+            into[slice_outcome.number] = slice_outcome.value
+
+    return report
+
+
+def test_slices_added_while_serving_run_on_the_same_warm_host() -> None:
+    results: dict[int, Any] = {}
+
+    async def scenario() -> None:
+        first_three = asyncio.Event()
+        record = collect(results)
+
+        def report(outcome: BatchOutcome) -> None:
+            record(outcome)
+            if len(results) >= 3:
+                first_three.set()
+
+        pool = SandboxPool(COUNTING, sandboxes=1, limits=LIMITS)
+        pool.add(range(1, 4), [10, 20, 30])
+        serving = asyncio.create_task(pool.serve(report))
+        await first_three.wait()
+        pool.add(range(4, 6), [40, 50])
+        pool.close()
+        await serving
+
+    asyncio.run(scenario())
+    assert results == {1: [10, 1], 2: [20, 2], 3: [30, 3], 4: [40, 4], 5: [50, 5]}
+
+
+def test_withdrawn_slices_are_not_run() -> None:
+    results: dict[int, Any] = {}
+
+    async def scenario() -> list[int]:
+        pool = SandboxPool(COUNTING, sandboxes=1, limits=LIMITS)
+        pool.add(range(1, 101), list(range(100)))
+        withdrawn = pool.withdraw()
+        pool.add([200], [7])
+        pool.close()
+        await pool.serve(collect(results))
+        return withdrawn
+
+    assert asyncio.run(scenario()) == list(range(1, 101))
+    assert results == {200: [7, 1]}
+
+
+def test_a_small_job_starts_no_more_hosts_than_it_has_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+    real_start = pool_module.SandboxHost.start
+
+    async def counting_start(job: JobSpec, memory_mb: int) -> Any:
+        started.append(1)
+        return await real_start(job, memory_mb)
+
+    monkeypatch.setattr(pool_module.SandboxHost, "start", counting_start)
+    results: dict[int, Any] = {}
+    pool = SandboxPool(COUNTING, sandboxes=6, limits=LIMITS)
+    asyncio.run(pool.run(range(1, 3), [1, 2], collect(results)))
+    assert sorted(results) == [1, 2]
+    assert len(started) <= 2
+
+
+def test_adding_to_a_closed_pool_is_a_mistake() -> None:
+    pool = SandboxPool(COUNTING, sandboxes=1, limits=LIMITS)
+    pool.close()
+    with pytest.raises(RuntimeError, match="closed pool"):
+        pool.add([1], [1])
+    with pytest.raises(ValueError, match="2 slice numbers for 1 data"):
+        SandboxPool(COUNTING, sandboxes=1, limits=LIMITS).add([1, 2], [1])
