@@ -6,6 +6,7 @@ DCPWorkerError
 │   └── WorkFunctionError  the work function or a module does not compile
 ├── SandboxError           a sandbox host could not be started
 ├── KVINError              text that is not KVIN, or a value KVIN cannot carry
+├── JobValueError          a job's argument or datum that cannot be fetched or read
 ├── IdentityError          a private key or address that cannot be used
 │   └── KeystoreError      a keystore file that is damaged, missing or cannot be written
 │       └── PassphraseError    no passphrase tried unlocks the keystore
@@ -57,6 +58,11 @@ class SandboxError(DCPWorkerError):
 
 class KVINError(DCPWorkerError, ValueError):
     """Text that is not valid KVIN, or a value KVIN cannot carry; the message says where."""
+
+
+class JobValueError(DCPWorkerError, ValueError):
+    """A job's work function, argument or datum that cannot be fetched or read: a bad URI, a
+    refused origin, an HTTP failure, or a body that is not what its media type says."""
 
 
 class IdentityError(DCPWorkerError, ValueError):
