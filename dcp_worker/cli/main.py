@@ -6,9 +6,9 @@ import sys
 
 import typer
 
-from dcp_worker import __version__
 from dcp_worker.cli.keys import keys
 from dcp_worker.cli.localexec import localexec
+from dcp_worker.cli.worker import worker_options
 from dcp_worker.errors import DCPWorkerError
 
 app = typer.Typer(
@@ -17,25 +17,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    no_args_is_help=True,
+    invoke_without_command=True,
 )
 app.command()(localexec)
 app.add_typer(keys)
 
 
-def show_version(value: bool) -> None:
-    if value:
-        typer.echo(f"dcp-worker {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: bool = typer.Option(
-        False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """A DCP worker: runs DCP work functions in locked-down V8 sandboxes."""
+app.callback()(worker_options)
 
 
 def fail(message: str, status: int = 2) -> None:
@@ -53,7 +41,7 @@ def run() -> None:
     except typer.TyperException as error:
         message = getattr(error, "format_message", error.__str__)()
         if type(error).__name__ == "NoArgsIsHelpError":
-            # `dcp-worker` alone: the help is the answer, not an error line.
+            # `dcp-worker keys` alone: the help is the answer, not an error line.
             print(message, file=sys.stderr)
             sys.exit(2)
         fail(message, getattr(error, "exit_code", 2))

@@ -1,0 +1,324 @@
+"""``dcp-worker [options]``: work for a DCP scheduler, with the official worker's option names."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import secrets
+import signal
+import string
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dcp_worker import __version__
+from dcp_worker.errors import KeystoreError, UsageError
+from dcp_worker.protocol.identity import Identity
+from dcp_worker.protocol.identity_cache import FILE_NAME as IDENTITY_CACHE_FILE
+from dcp_worker.protocol.identity_cache import IdentityCache
+from dcp_worker.protocol.keystore import (
+    IDENTITY_KEYSTORE,
+    PAYMENT_KEYSTORE,
+    Keystore,
+    passphrases,
+    resource_dir,
+)
+from dcp_worker.protocol.session import SessionOptions
+from dcp_worker.worker.config import WorkerConfig, load_config
+from dcp_worker.worker.runner import StopControl, WorkerRun
+
+log = logging.getLogger("dcp_worker")
+
+WORKER_ID_ALPHABET = string.ascii_letters + string.digits
+EXIT_SIGNALLED = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGQUIT: 131}
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dcp-worker {__version__}")
+        raise typer.Exit()
+
+
+def worker_options(
+    ctx: typer.Context,
+    payment_address: Annotated[
+        str | None, typer.Option("--paymentAddress", help="Account that receives earnings.")
+    ] = None,
+    cores: Annotated[
+        str | None, typer.Option("--cores", "-c", metavar="CPU[,GPU]", help="Cores to use.")
+    ] = None,
+    utilization: Annotated[
+        str | None,
+        typer.Option("--utilization", "-u", metavar="CPU[,GPU]", help="Fraction of the cores to use."),
+    ] = None,
+    max_sandboxes: Annotated[
+        int | None,
+        typer.Option("--maxSandboxes", "-m", help="Most slices at once [default: effective cores]."),
+    ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Say more (repeatable).")] = 0,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", metavar="MODE", help="console or logfile [default: console]."),
+    ] = None,
+    join: Annotated[
+        list[str] | None,
+        typer.Option("--join", "-g", metavar="KEY,SECRET", help="Join a compute group (repeatable)."),
+    ] = None,
+    leave_public_group: Annotated[
+        bool | None, typer.Option("--leavePublicGroup", help="Do not work for the public group.")
+    ] = None,
+    public_group_fallback: Annotated[
+        bool | None, typer.Option("--publicGroupFallback", help="Public group only when yours have no work.")
+    ] = None,
+    job_ids: Annotated[
+        list[str] | None, typer.Option("--job-id", "-j", metavar="ID", help="Work only for these jobs.")
+    ] = None,
+    allowed_origins: Annotated[
+        list[str] | None,
+        typer.Option("--allowedOrigins", "-a", metavar="ORIGIN", help="Origins allowed for every purpose."),
+    ] = None,
+    identity_key: Annotated[
+        str | None, typer.Option("--identityKey", metavar="HEX", help="Identity private key.")
+    ] = None,
+    identity_keystore: Annotated[
+        str | None, typer.Option("--identityKeystore", metavar="FILE|JSON", help="Identity keystore.")
+    ] = None,
+    report_interval: Annotated[
+        float | None, typer.Option("--reportInterval", metavar="SECONDS", help="Print a status report.")
+    ] = None,
+    logfile: Annotated[str | None, typer.Option("--logfile", help="Log file for --output logfile.")] = None,
+    pid_file: Annotated[
+        str | None, typer.Option("--pidFile", "-f", help="Write the process id here.")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", metavar="URL", help="Scheduler URL.")
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", metavar="FILE", help="A TOML configuration file.")
+    ] = None,
+    show_config: Annotated[
+        str | None, typer.Option("--showConfig", metavar="KEY", help="Print one setting (or 'all') and exit.")
+    ] = None,
+    dump_config: Annotated[
+        bool, typer.Option("--dumpConfig", help="Print the merged configuration as JSON.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """A DCP worker: runs DCP work functions in locked-down V8 sandboxes.
+
+    Without a command, works for a DCP scheduler: asks it for work, runs each slice in a
+    sandbox, and submits the results. The options are the official dcp-worker's.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    given: dict[str, Any] = {
+        "paymentAddress": payment_address,
+        "cores": cores,
+        "utilization": utilization,
+        "maxSandboxes": max_sandboxes,
+        "verbose": verbose or None,
+        "output": output,
+        "join": join,
+        "leavePublicGroup": leave_public_group,
+        "publicGroupFallback": public_group_fallback,
+        "jobIds": job_ids,
+        "allowedOrigins": allowed_origins,
+        "identityKey": identity_key,
+        "identityKeystore": identity_keystore,
+        "reportInterval": report_interval,
+        "logfile": logfile,
+        "pidFile": pid_file,
+        "scheduler": scheduler,
+    }
+    config = load_config({name: value for name, value in given.items() if value is not None}, config_file)
+    if dump_config:
+        typer.echo(json.dumps(config.as_settings(), indent=2))
+        return
+    if show_config is not None:
+        _show(config, show_config)
+        return
+    raise typer.Exit(run_worker(config))
+
+
+def _show(config: WorkerConfig, name: str) -> None:
+    settings = config.as_settings()
+    names = list(settings) if name == "all" else [name]
+    for key in names:
+        if key not in settings:
+            raise UsageError(f"--showConfig: no setting {key!r}")
+        source = config.sources.get(key, "default")
+        typer.echo(f"{key} = {json.dumps(settings[key])}  # {source}")
+
+
+def load_identity(config: WorkerConfig) -> Identity:
+    if config.identity_key:
+        return Identity.from_hex(config.identity_key)
+    prompt = (lambda: getpass.getpass("Identity keystore passphrase: ")) if sys.stdin.isatty() else None
+    if config.identity_keystore and config.identity_keystore.lstrip().startswith("{"):
+        try:
+            document = json.loads(config.identity_keystore)
+        except ValueError as error:
+            raise KeystoreError(f"--identityKeystore: not keystore JSON ({error})") from None
+        keystore = Keystore(document, "--identityKeystore")
+    else:
+        keystore = Keystore.load(Path(config.identity_keystore or resource_dir() / IDENTITY_KEYSTORE))
+    return keystore.unlock_with(passphrases(prompt=prompt))
+
+
+def payment_address(config: WorkerConfig) -> str:
+    if config.payment_address:
+        return config.payment_address
+    path = resource_dir() / PAYMENT_KEYSTORE
+    try:
+        address = Keystore.load(path).address
+    except KeystoreError as error:
+        raise UsageError(f"no payment address: give --paymentAddress, or create {path} ({error})") from None
+    if address is None:
+        raise UsageError(f"{path} names no address; give --paymentAddress")
+    return address
+
+
+def worker_id() -> str:
+    """This machine's worker id, made once (22 letters and digits, as dcp-client's)."""
+    path = resource_dir() / "dcp-worker" / "worker-id"
+    try:
+        known = path.read_text().strip()
+        if len(known) == 22 and all(c in WORKER_ID_ALPHABET for c in known):
+            return known
+    except OSError:
+        pass
+    made = "".join(secrets.choice(WORKER_ID_ALPHABET) for _ in range(22))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(made + "\n")
+    except OSError as error:
+        log.warning(" ! cannot keep the worker id in %s: %s", path, error.strerror)
+    return made
+
+
+def run_worker(config: WorkerConfig) -> int:
+    _start_logging(config)
+    identity = load_identity(config)
+    address = payment_address(config)
+    wid = worker_id()
+    cpu, gpu = config.effective_cores()
+    for line in (
+        f" * Starting DCP Worker {wid}",
+        f" . Configured for scheduler {config.scheduler}",
+        f" . Earned funds will be deposited in account {address}",
+        f" . Identity is {identity.address}",
+        *(
+            [f" * Processing only {len(config.job_ids)} job(s) {', '.join(config.job_ids)}"]
+            if config.job_ids
+            else []
+        ),
+        *(
+            [f" . Joining compute group(s) {', '.join(g.join_key for g in config.join)}"]
+            if config.join
+            else []
+        ),
+        *([" . Leaving the global compute group"] if config.leave_public_group else []),
+        f" . Effective Cores: {{ cpu: {cpu:g}, gpu: {gpu:g} }}",
+        f" . Maximum Sandboxes: {config.sandbox_count()}",
+        " * Ready.",
+    ):
+        log.info(line)
+    options = SessionOptions(identity_cache=IdentityCache(resource_dir() / IDENTITY_CACHE_FILE))
+    worker = WorkerRun(config, identity, address, wid, session_options=options)
+    with pid_file(config.pid_file):
+        return asyncio.run(_run(worker, config.cleanup_timeout))
+
+
+async def _run(worker: WorkerRun, cleanup_timeout: float) -> int:
+    stop = StopControl()
+    loop = asyncio.get_running_loop()
+    received: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        if len(received) >= 3:
+            log.error(" ! trapped %s again; exiting now", signum.name)
+            os._exit(EXIT_SIGNALLED.get(signum, 1))
+        if signum == signal.SIGQUIT or len(received) == 2:
+            log.info(" ! trapped %s; returning running slices and stopping", signum.name)
+            stop.soft.set()
+            stop.hard.set()
+        else:
+            log.info(" ! trapped %s; finishing running slices, then stopping", signum.name)
+            stop.soft.set()
+        if len(received) == 1:
+            loop.call_later(cleanup_timeout, _cleanup_expired, signum)
+
+    for signum in EXIT_SIGNALLED:
+        loop.add_signal_handler(signum, on_signal, signum)
+    await worker.run(stop)
+    log.info(
+        " * Worker has stopped: %d slices submitted, %d returned",
+        worker.ledger.submitted,
+        worker.ledger.returned,
+    )
+    return 0
+
+
+def _cleanup_expired(signum: signal.Signals) -> None:
+    log.error(" ! cleanup took too long; exiting now")
+    os._exit(EXIT_SIGNALLED.get(signum, 1))
+
+
+def _start_logging(config: WorkerConfig) -> None:
+    level = logging.DEBUG if config.verbose else logging.INFO
+    if config.output == "logfile":
+        handler: logging.Handler = logging.FileHandler(config.logfile)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("dcp_worker")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+@contextlib.contextmanager
+def pid_file(path: str | None) -> Iterator[None]:
+    """Hold ``path`` with our pid for the run; refuse to start while a live process holds it."""
+    if path is None:
+        yield
+        return
+    file = Path(path)
+    try:
+        other: int | None = int(file.read_text().strip())
+    except (OSError, ValueError):
+        other = None
+    if other is not None and other != os.getpid() and _alive(other):
+        raise UsageError(f"{file}: process {other} is still running")
+    try:
+        file.write_text(f"{os.getpid()}\n")
+    except OSError as error:
+        log.warning(" ! cannot write the pid file %s: %s", file, error.strerror)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if file.read_text().strip() == str(os.getpid()):
+                file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,56 @@
+"""Every slice the worker holds, until it is submitted or returned: exactly one of the two, once.
+
+A slice enters when a task brings it and leaves through ``settle``; a second settlement of the
+same slice is refused, so no slice is ever both submitted and returned, or reported twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dcp_worker.worker.task import SliceMessage
+
+__all__ = ["HeldSlice", "Ledger"]
+
+
+@dataclass(slots=True)
+class HeldSlice:
+    message: SliceMessage
+    authorization: Mapping[str, Any]
+    begun: bool = False
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, int], HeldSlice] = {}
+        self.submitted = 0
+        self.returned = 0
+
+    def hold(self, message: SliceMessage, authorization: Mapping[str, Any]) -> bool:
+        """Take a slice in; False if it is held already (the scheduler sent it twice)."""
+        key = (message.job_id, message.number)
+        if key in self._held:
+            return False
+        self._held[key] = HeldSlice(message, authorization)
+        return True
+
+    def get(self, job_id: str, number: int) -> HeldSlice | None:
+        return self._held.get((job_id, number))
+
+    def settle(self, job_id: str, number: int, submitted: bool) -> HeldSlice | None:
+        """Let a slice go (submitted, or returned); None if it was not held (settled already)."""
+        held = self._held.pop((job_id, number), None)
+        if held is not None:
+            if submitted:
+                self.submitted += 1
+            else:
+                self.returned += 1
+        return held
+
+    def held(self, job_id: str | None = None) -> list[HeldSlice]:
+        return [slice for key, slice in self._held.items() if job_id is None or key[0] == job_id]
+
+    def __len__(self) -> int:
+        return len(self._held)
