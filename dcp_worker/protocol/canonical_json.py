@@ -22,12 +22,25 @@ from typing import Any
 
 from dcp_worker.jsvalues import MAX_SAFE_INTEGER, Undefined
 
-__all__ = ["format_number", "stringify"]
+__all__ = ["Verbatim", "format_number", "stringify"]
 
 _MAX_ARRAY_INDEX = 2**32 - 2
 _encode_string: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_RUN = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+
+
+class Verbatim:
+    """JSON text already in canonical form, written as it is: a value sent many times over
+    (a task's authorization, echoed with every result) is then stringified once."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: object) -> None:
+        self.text = stringify(value)
+
+    def __repr__(self) -> str:
+        return f"Verbatim({self.text[:60]!r})"
 
 
 def stringify(value: object) -> str:
@@ -75,7 +88,9 @@ def format_number(number: float) -> str:
 
 
 def _write(value: object, parts: list[str]) -> None:
-    if isinstance(value, str):
+    if isinstance(value, Verbatim):
+        parts.append(value.text)
+    elif isinstance(value, str):
         parts.append(_string(value))
     elif value is None:
         parts.append("null")

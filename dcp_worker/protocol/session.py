@@ -143,6 +143,7 @@ class Session:
         self._acked_tokens: deque[str] = deque(maxlen=64)
         self._handshake: _Handshake | None = None
         self._clock_offset = 0.0
+        self._last_heard = time.monotonic()
         self._wake = asyncio.Event()
         self._transport_lost = asyncio.Event()
         self._closing_after_delivery: _Outgoing | None = None
@@ -163,6 +164,11 @@ class Session:
 
     async def keepalive(self) -> None:
         await self.request("keepalive", int(self.now() * 1000))
+
+    @property
+    def idle_seconds(self) -> float:
+        """Seconds since the peer last sent us anything."""
+        return time.monotonic() - self._last_heard
 
     def now(self) -> float:
         """Seconds since the epoch on the peer's clock, as far as its responses tell."""
@@ -347,6 +353,7 @@ class Session:
         each message goes out before the next message is looked at."""
         if self.closed.done():
             return
+        self._last_heard = time.monotonic()
         try:
             message = unseal(text)
             if self.peer_address is None:

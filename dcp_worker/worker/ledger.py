@@ -6,10 +6,9 @@ same slice is refused, so no slice is ever both submitted and returned, or repor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from dcp_worker.protocol.canonical_json import Verbatim
 from dcp_worker.worker.task import SliceMessage
 
 __all__ = ["HeldSlice", "Ledger"]
@@ -18,8 +17,7 @@ __all__ = ["HeldSlice", "Ledger"]
 @dataclass(slots=True)
 class HeldSlice:
     message: SliceMessage
-    authorization: Mapping[str, Any]
-    begun: bool = False
+    authorization: Verbatim
 
 
 class Ledger:
@@ -28,7 +26,7 @@ class Ledger:
         self.submitted = 0
         self.returned = 0
 
-    def hold(self, message: SliceMessage, authorization: Mapping[str, Any]) -> bool:
+    def hold(self, message: SliceMessage, authorization: Verbatim) -> bool:
         """Take a slice in; False if it is held already (the scheduler sent it twice)."""
         key = (message.job_id, message.number)
         if key in self._held:

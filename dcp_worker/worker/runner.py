@@ -18,13 +18,14 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from dcp_worker.errors import DCPWorkerError, JobValueError, ProtocolError, WorkFunctionError
+from dcp_worker.protocol.canonical_json import Verbatim
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.sealed import seal
 from dcp_worker.protocol.session import Session, SessionOptions, open_session
@@ -55,6 +56,7 @@ __all__ = ["StopControl", "WorkerRun"]
 log = logging.getLogger("dcp_worker")
 
 WATCHDOG_SECONDS = 7.0
+KEEPALIVE_AFTER_SECONDS = 30.0
 DEFAULT_LIMITS = SandboxLimits(slice_timeout=300.0, memory_mb=1024)
 # Per-slice measurements are not taken yet; these are the neutral values the scheduler accepts.
 SLICE_METRICS = {
@@ -104,6 +106,7 @@ class WorkerRun:
         self._jobs: dict[str, _JobRun] = {}
         self._job_messages: dict[str, JobMessage] = {}
         self._seq = 0
+        self._last_task_size = 0
         self._room = asyncio.Event()  # set when held slices fall below the fetch threshold
         self._tasks: asyncio.TaskGroup | None = None
         self._fetcher: ArtifactFetcher | None = None
@@ -159,7 +162,9 @@ class WorkerRun:
     # -- fetching -----------------------------------------------------------------------------
 
     def _wanted(self) -> bool:
-        return len(self.ledger) < 2 * max(1, self.config.sandbox_count())
+        """Ask for more while fewer slices are held than the last task brought (at least
+        twice the sandboxes), so that the next task arrives before the sandboxes run dry."""
+        return len(self.ledger) < max(2 * self.config.sandbox_count(), self._last_task_size)
 
     async def _fetch_loop(self, stop: StopControl) -> None:
         first = True
@@ -185,8 +190,11 @@ class WorkerRun:
 
     async def _request_task(self, fetch_state: int) -> Task | None:
         assert self._td is not None and self._rs is not None
-        await self._td.keepalive()
-        await self._rs.keepalive()
+        # dcp-client sends both a keepalive before every fetch; one is enough when a session
+        # has been quiet for a while, and the round trips are saved when it has not.
+        for session in (self._td, self._rs):
+            if session.idle_seconds > KEEPALIVE_AFTER_SECONDS:
+                await session.keepalive()
         self._seq += 1
         cpu = self.config.effective_cores()[0]
         data: dict[str, Any] = {
@@ -238,7 +246,8 @@ class WorkerRun:
                 by_job[message.job_id].append(message)
             else:
                 log.warning(" ! The scheduler sent slice %d of %s twice", message.number, message.job_id)
-        log.info(" . Fetched %d slices", sum(len(slices) for slices in by_job.values()))
+        self._last_task_size = sum(len(slices) for slices in by_job.values())
+        log.info(" . Fetched %d slices", self._last_task_size)
         for job_id, slices in by_job.items():
             self._tasks.create_task(self._start_slices(job_id, slices, task.authorization))
 
@@ -294,7 +303,7 @@ class WorkerRun:
             )
 
     async def _start_slices(
-        self, job_id: str, slices: Sequence[SliceMessage], authorization: Mapping[str, Any]
+        self, job_id: str, slices: Sequence[SliceMessage], authorization: Verbatim
     ) -> None:
         assert self._fetcher is not None and self._rs is not None
         job = await self._job(job_id)
@@ -381,7 +390,7 @@ class WorkerRun:
     async def _return(self, job_id: str, numbers: Sequence[int], reason: str) -> None:
         """Return slices (those still held) to the scheduler, grouped by their authorization."""
         assert self._rs is not None
-        groups: dict[int, tuple[Mapping[str, Any], list[int]]] = {}
+        groups: dict[int, tuple[Verbatim, list[int]]] = {}
         for number in numbers:
             held = self.ledger.settle(job_id, number, submitted=False)
             if held is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dcp_worker.errors import ProtocolError
+from dcp_worker.protocol.canonical_json import Verbatim
 
 __all__ = [
     "CAPABILITIES",
@@ -75,7 +76,7 @@ class SliceMessage:
 class Task:
     """What one ``requestTask@3`` answer gives: jobs and slices, and their authorization."""
 
-    authorization: Mapping[str, Any]
+    authorization: Verbatim  # written once, echoed with every report on these slices
     jobs: Mapping[str, JobMessage]
     slices: Sequence[SliceMessage]
     compute_group_origins: Mapping[str, Mapping[str, Sequence[str]]]
@@ -120,7 +121,9 @@ def parse_task(payload: object, known_jobs: Mapping[str, JobMessage]) -> Task | 
             except TaskError as error:
                 refused.append(f"job {job_id}: {error}")
     origins = body.get("computeGroupOrigins") or {}
-    return Task(authorization, jobs, slices, origins if isinstance(origins, Mapping) else {}, refused)
+    return Task(
+        Verbatim(authorization), jobs, slices, origins if isinstance(origins, Mapping) else {}, refused
+    )
 
 
 def _job(job_id: object, message: object) -> JobMessage:
@@ -171,7 +174,7 @@ def status_body(
     worker_id: str,
     job_id: str,
     numbers: Sequence[int],
-    authorization: Mapping[str, Any],
+    authorization: Verbatim,
     status: str,
     reason: object = None,
 ) -> dict[str, Any]:
@@ -191,7 +194,7 @@ def result_body(
     worker_id: str,
     slice_message: SliceMessage,
     payment_address: str,
-    authorization: Mapping[str, Any],
+    authorization: Verbatim,
     result: Any,
     metrics: Mapping[str, float],
 ) -> dict[str, Any]:
@@ -209,7 +212,7 @@ def result_body(
 def work_emit_body(
     worker_id: str,
     slice_message: SliceMessage,
-    authorization: Mapping[str, Any],
+    authorization: Verbatim,
     event_name: str,
     payload: Any,
 ) -> dict[str, Any]:
