@@ -208,6 +208,8 @@ def worker_id() -> str:
 
 def run_worker(config: WorkerConfig) -> int:
     _start_logging(config)
+    if config.report_interval is not None:
+        log.warning(" ! --reportInterval is not built yet; no status reports will be printed")
     identity = load_identity(config)
     address = payment_address(config)
     wid = worker_id()
@@ -276,6 +278,8 @@ def _cleanup_expired(signum: signal.Signals) -> None:
 
 
 def _start_logging(config: WorkerConfig) -> None:
+    if config.output in ("syslog", "dashboard"):
+        raise UsageError(f"--output {config.output} is not built yet; use console or logfile")
     level = logging.DEBUG if config.verbose else logging.INFO
     if config.output == "logfile":
         handler: logging.Handler = logging.FileHandler(config.logfile)
