@@ -120,25 +120,21 @@ class JsonLinesProcess:
         self._state = threading.Condition()  # guards _pending, _events, _eof
         self._pending: dict[int, _Pending] = {}
         self._events: list[Message] = []
+        self._event_times: list[float] = []  # time.monotonic() at which each event arrived
         self._eof = False
         self._closed = False
         self._scratch = Path(tempfile.mkdtemp(prefix="dcp-scheduler-test-"))
         # Where node's stderr goes: a file cannot fill up and stall node as a pipe could.
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        started = time.monotonic()
+        self.started_at = started = time.monotonic()
         try:
-            self._proc: subprocess.Popen[bytes] = subprocess.Popen(
-                [node_path, str(script), *args],
-                cwd=TESTS_DIR.parent,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._stderr,
-                env=_node_environment(self._scratch),
-            )
-        except OSError as exc:
+            self._proc: subprocess.Popen[bytes] = self._spawn(node_path, script, args)
+        except BaseException as exc:
             self._stderr.close()
             shutil.rmtree(self._scratch, ignore_errors=True)
-            raise SchedulerDoubleError(f"cannot start the {self.what} with {node_path}: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise SchedulerDoubleError(f"cannot start the {self.what} with {node_path}: {exc}") from exc
+            raise
         try:
             self.ready = self._read_ready(start_timeout)
         except SchedulerDoubleError:
@@ -149,6 +145,25 @@ class JsonLinesProcess:
         self._reader.start()
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    def _spawn(self, node_path: str, script: Path, args: list[str]) -> subprocess.Popen[bytes]:
+        """Start ``node SCRIPT ARGS...`` with stdin/stdout piped and stderr to ``self._stderr``.
+
+        Subclasses that run node differently (another user, another environment) override this;
+        ``self._scratch`` is a fresh private directory, removed by ``close()``.
+        """
+        return subprocess.Popen(
+            [node_path, str(script), *args],
+            cwd=TESTS_DIR.parent,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=_node_environment(self._scratch),
+        )
+
+    def _reap(self) -> None:
+        """Wait for the process to exit once its stdin is closed; kill it past a grace period."""
+        reap(self._proc)
 
     def stderr_text(self) -> str:
         """What node has written to stderr so far."""
@@ -219,6 +234,7 @@ class JsonLinesProcess:
                         pending.done.set()
                     else:
                         self._events.append(message)
+                        self._event_times.append(time.monotonic())
                         self._state.notify_all()
         except (OSError, ValueError):
             pass  # stdout closed under us by close()
@@ -276,12 +292,21 @@ class JsonLinesProcess:
         with self._state:
             return list(self._events)
 
+    def timed_events(self) -> list[tuple[float, Message]]:
+        """Every event so far with the ``time.monotonic()`` of its arrival (compare ``started_at``)."""
+        with self._state:
+            return list(zip(self._event_times, self._events, strict=True))
+
     def wait_event(self, predicate: EventPredicate, timeout: float = 10.0) -> Message:
         """The first event (since start) that matches ``predicate``, waiting up to ``timeout`` seconds.
 
         ``predicate`` is an event name (matched against ``event``) or a function of the event. Events
         are kept, so waiting for one that has already arrived returns it at once.
         """
+        return self.wait_events(predicate, 1, timeout)[0]
+
+    def wait_events(self, predicate: EventPredicate, count: int, timeout: float = 10.0) -> list[Message]:
+        """The first ``count`` events (since start) that match ``predicate`` (see ``wait_event``)."""
         matches: Callable[[Message], object]
         if isinstance(predicate, str):
             name = predicate
@@ -294,18 +319,22 @@ class JsonLinesProcess:
             matches = predicate
         deadline = time.monotonic() + timeout
         seen = 0
+        found: list[Message] = []
         with self._state:
             while True:
                 for event in self._events[seen:]:
                     if matches(event):
-                        return event
+                        found.append(event)
+                        if len(found) >= count:
+                            return found
                 seen = len(self._events)
                 if self._eof:
                     raise SchedulerDoubleError(self._describe_exit("exited while an event was awaited"))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    what = "no matching event" if count == 1 else f"{len(found)} of {count} matching events"
                     raise SchedulerDoubleError(
-                        f"no matching event from the {self.what} within {timeout} s; events: {self._events!r}"
+                        f"{what} from the {self.what} within {timeout} s; events: {self._events[-50:]!r}"
                     )
                 self._state.wait(remaining)
 
@@ -338,7 +367,7 @@ class JsonLinesProcess:
         if proc.stdin is not None:
             with contextlib.suppress(OSError), self._write_lock:
                 proc.stdin.close()
-        reap(proc)
+        self._reap()
         reader = getattr(self, "_reader", None)
         if reader is not None:
             reader.join(timeout=10)
