@@ -6,6 +6,12 @@ over newline-delimited JSON on the process's stdin/stdout: each command carries 
 its reply carries the same ``id`` (replies may come out of order, since some commands wait); lines with
 an ``"event"`` key and no ``id`` are unsolicited events, which are kept for ``wait_event``.
 
+Besides answering requests with scripted actions (``handle``), the double can serve real jobs as a
+DCP scheduler does (``add_job``, ``job_status``, ``fault``): task distribution over ``requestTask@3``
+with signed authorization messages, work functions, arguments and data over HTTP or as ``data:`` URIs,
+result submission, slice returns, work events and the web config ``/etc/dcp-config.kvin``, so that
+dcp-client's own worker (``tests/official_worker.py``) and ours can work for it.
+
 ``DcpNodeClient`` drives ``tests/scheduler/client.js``, a DCP initiator built on dcp-client's own
 ``Connection``, the same way; the double's self-test uses it as the peer.
 
@@ -26,10 +32,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, cast
+from typing import IO, Any, Literal, TypedDict, cast
 
 import pytest
 from node_process import reap
@@ -45,6 +51,65 @@ INSTALL_HINT = "run `npm ci --prefix tests/node` (from the repository root) to i
 # A reply or event, as JSON decoded it.
 Message = dict[str, Any]
 EventPredicate = str | Callable[[Message], object]  # a truthy result matches
+
+
+Delivery = Literal["http", "data"]
+
+
+class JobFaults(TypedDict, total=False):
+    """Faults a served job can inject (the double's names; ``None`` as a value in ``fault()`` clears one).
+
+    ``badDatum``: slice numbers whose datum is served as text that is not KVIN.
+    ``missingDatumUri`` / ``missingSliceNumber``: slice numbers whose SliceMessage lacks that field.
+    ``badSignature``: every task that carries this job has a garbage authorizationMessage signature.
+    ``artifacts``: ``{"work-function.js" | "argument/K" | "slice/N": {"status"?, "delayMs"?, "times"?}}``:
+    answer that HTTP artifact with ``status`` (e.g. 404) and/or after ``delayMs``, for the first ``times``
+    requests (every request when ``times`` is absent). Delivery "http" only.
+    ``dropOnFirstResult``: cut the socket of the session that sends this job's first ``result`` (the
+    result is recorded; its response reaches the worker once it resumes the session).
+    """
+
+    badDatum: list[int]
+    missingDatumUri: list[int]
+    missingSliceNumber: list[int]
+    badSignature: bool
+    artifacts: dict[str, dict[str, int | float]]
+    dropOnFirstResult: bool
+
+
+class JobStatus(TypedDict):
+    """What the double knows about a served job (``SchedulerDouble.job_status``).
+
+    Per-slice maps are keyed by slice number (1-based). ``done`` holds each finished slice's value as
+    JSON carries it (``doneKvin`` the same value re-serialized with kvin@9, for values JSON cannot
+    carry); ``submissions`` counts ``result`` requests per slice; ``held`` are slices handed out and
+    neither submitted nor returned (``holders`` says to which worker id); ``returns`` is
+    ``[{sliceNumber, reason, workerId}]``; ``emits`` the ``workEmit`` requests
+    ``[{eventName, payload, sliceNumber, workerId, authorizationOk, time}]``; ``results`` one record per
+    ``result`` request ``{jobId, sliceNumber, value, valueKvin, decodeError, workerId, paymentAddress,
+    metrics, authorizationOk, authorizationError, count, time}``; ``fetches`` counts HTTP GETs per
+    artifact (``"work-function.js"``, ``"argument/K"``, ``"slice/N"``); ``taskRequests`` is the data of
+    every ``requestTask@3`` the double has seen (all jobs), verbatim.
+    """
+
+    jobId: str
+    sliceCount: int
+    pending: list[int]
+    held: list[int]
+    holders: dict[int, str | None]
+    done: dict[int, Any]
+    doneKvin: dict[int, str | None]
+    submissions: dict[int, int]
+    begins: dict[int, int]
+    returns: list[Message]
+    emits: list[Message]
+    results: list[Message]
+    fetches: dict[str, int]
+    taskRequests: list[Any]
+
+
+def _int_keys(mapping: Mapping[str, Any]) -> dict[int, Any]:
+    return {int(key): value for key, value in mapping.items()}
 
 
 class SchedulerDoubleError(RuntimeError):
@@ -512,6 +577,86 @@ class SchedulerDouble(JsonLinesProcess):
         ``{address, privateKeyAddress, label}``; a wrong passphrase or a damaged file raises."""
         reply = self.command("keystoreRead", path=os.fspath(path), passphrase=passphrase)
         return {key: reply.get(key) for key in ("address", "privateKeyAddress", "label")}
+
+    # -- serving jobs ---------------------------------------------------------------------------
+
+    def add_job(
+        self,
+        work_function: str,
+        slices: Sequence[Any],
+        *,
+        arguments: Sequence[Any] | None = None,
+        delivery: Delivery = "http",
+        job_id: str | None = None,
+        name: str | None = None,
+        slices_per_task: int | None = None,
+        faults: JobFaults | None = None,
+    ) -> str:
+        """Serve a job as a scheduler would; return its id (22 random letters and digits by default).
+
+        ``work_function`` is the JavaScript source of a function expression, called as
+        ``fn(datum, ...arguments)``; ``slices`` are the data, one slice each (numbered from 1);
+        values may be anything JSON carries and are served KVIN v9-serialized. With ``delivery``
+        "http" the work function, each argument and each datum are URLs on the double
+        (``/job-<id>/work-function.js``, ``/job-<id>/argument/<k>``, ``/job-<id>/slice/<n>``); with
+        "data" they are ``data:`` URIs. A ``requestTask@3`` hands out up to ``slices_per_task``
+        (default 10) pending slices of the job. The first job turns job mode on (``serve_jobs``).
+        """
+        fields: dict[str, Any] = {"workFunction": work_function, "slices": list(slices), "delivery": delivery}
+        if arguments is not None:
+            fields["arguments"] = list(arguments)
+        if job_id is not None:
+            fields["jobId"] = job_id
+        if name is not None:
+            fields["name"] = name
+        if slices_per_task is not None:
+            fields["slicesPerTask"] = slices_per_task
+        if faults is not None:
+            fields["faults"] = dict(faults)
+        return str(self.command("addJob", **fields)["jobId"])
+
+    def fault(self, job_id: str, **faults: Any) -> JobFaults:
+        """Change a job's faults (keywords as in ``JobFaults``; ``None`` clears one); return them all."""
+        return cast(JobFaults, self.command("fault", jobId=job_id, **faults)["faults"])
+
+    def job_status(self, job_id: str) -> JobStatus:
+        """The job's slices, results, returns, emits and the task requests seen (see ``JobStatus``)."""
+        reply = self.command("jobStatus", jobId=job_id)
+        status = {key: reply[key] for key in JobStatus.__annotations__}
+        for key in ("holders", "done", "doneKvin", "submissions", "begins"):
+            status[key] = _int_keys(status[key])
+        return cast(JobStatus, status)
+
+    def serve_jobs(self) -> None:
+        """Turn job mode on without adding a job: task requests then get the no-work answer.
+
+        In job mode the job logic answers ``requestTask@3``, ``result``, ``status``, ``workEmit``,
+        ``subscribeMany``/``subscribe``/``unsubscribe`` and ``fetchModuleURL`` (an operation given a
+        ``handle`` action keeps that action). Adding a job turns it on too.
+        """
+        self.command("serveJobs")
+
+    def task_requests(self) -> list[Message]:
+        """Every ``requestTask@3`` the job logic answered: ``{dcpsid, owner, time, data}``."""
+        return cast(list[Message], self.command("taskRequests")["requests"])
+
+    def unknown_job_traffic(self) -> list[Message]:
+        """``result`` / ``status`` / ``workEmit`` requests about jobs or slices the double does not know:
+        ``{operation, data}`` (a ``result`` of that kind is answered with an ENOSLICE error)."""
+        return cast(list[Message], self.command("taskRequests")["unknownJobTraffic"])
+
+    def wait_job_done(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> JobStatus:
+        """Wait until no slice of the job is pending or held; return its status (raise on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.job_status(job_id)
+            if not status["pending"] and not status["held"]:
+                return status
+            if time.monotonic() > deadline:
+                raise SchedulerDoubleError(
+                    f"job {job_id} not done within {timeout} s: pending {status['pending']}, held {status['held']}"
+                )
+            time.sleep(poll)
 
 
 class DcpNodeClient(JsonLinesProcess):

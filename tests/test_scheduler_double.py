@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,10 +25,13 @@ import pytest
 import scheduler_double as scheduler_double_module
 from scheduler_double import (
     DcpNodeClient,
+    JobFaults,
     Message,
     SchedulerDouble,
     SchedulerDoubleError,
 )
+
+from dcp_worker import kvin
 
 # The scheduler_double fixture lives in tests/scheduler_double.py.
 pytest_plugins = ["scheduler_double"]
@@ -514,3 +519,442 @@ def test_close_and_end_of_input_exit_cleanly() -> None:
     assert time.monotonic() - started < 10
     lines = finished.stdout.decode().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["event"] == "ready"  # stdout holds protocol lines only
+
+
+# -- serving jobs ------------------------------------------------------------------------------------
+
+WORKER_ID = "W0rkerIdForTheDouble01"
+SQUARE = "function (x) { progress(); return x * x; }"
+
+
+def task_request(worker_id: str = WORKER_ID, fetch_state: int = 1, **extra: Any) -> dict[str, Any]:
+    """requestTask@3 data shaped like dcp-client 5.6.1's (the fields the double reads, and a few more)."""
+    return {
+        "targetLoad": {"cpu": 1, "gpu": 0, "longSlices": 1},
+        "coreStats": {"worker": worker_id, "lCores": 2, "pCores": 2, "sandbox": 1},
+        "capabilities": 80,
+        "paymentAddress": ADDRESS_11,
+        "jobIds": [],
+        "workerComputeGroups": [{"joinKey": "public", "joinHashHash": "eh1-00"}],
+        "minimumWage": {"CPU": 0, "GPU": 0, "in": 0, "out": 0},
+        "unresolvedJobs": [],
+        "rejectedJobs": [],
+        "fetchState": fetch_state,
+        **extra,
+    }
+
+
+def fetch_task(client: DcpNodeClient, **request: Any) -> dict[str, Any]:
+    reply = client.request("requestTask@3", task_request(**request))
+    assert reply["success"] is True, reply
+    payload: dict[str, Any] = reply["payload"]
+    return payload
+
+
+def authorization_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """What the supervisor keeps of a task: the payload without its body, verbatim."""
+    return {key: value for key, value in payload.items() if key != "body"}
+
+
+def result_v2(value: Any) -> dict[str, Any]:
+    """resultV2 as dcp-client builds it for a KVIN-serialized value (KVIN in KVIN)."""
+    inner = kvin.serialize(value)
+    return {
+        "_serializeVerId": "v9",
+        "what": {"raw": {"string": inner, "method": "kvin", "MIMEType": "application/x-kvin"}},
+    }
+
+
+def submit(
+    client: DcpNodeClient,
+    job_id: str,
+    n: int,
+    value: Any,
+    authorization: dict[str, Any],
+    worker_id: str = WORKER_ID,
+) -> dict[str, Any]:
+    return client.request(
+        "result",
+        {
+            "slice": n,
+            "job": job_id,
+            "worker": worker_id,
+            "paymentAddress": ADDRESS_11,
+            "metrics": {
+                "CPUTime": 1,
+                "GPUTime": 0,
+                "CPUDensity": 1,
+                "GPUDensity": 0,
+                "InDataSize": 3,
+                "OutDataSize": 3,
+            },
+            "authorizationMessage": authorization,
+            "resultV2": result_v2(value),
+        },
+    )
+
+
+def http_get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers["content-type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["content-type"], error.read().decode()
+
+
+def test_job_mode_is_off_until_turned_on(
+    scheduler_double: SchedulerDouble, node_clients: ClientFactory
+) -> None:
+    double = scheduler_double
+    client, _ = connect(double, node_clients)
+    data = task_request()
+    assert client.request("requestTask@3", data) == {"success": True, "payload": data}  # echo, as before
+    double.serve_jobs()
+    payload = fetch_task(client)
+    # The no-work answer: a signed authorization for nothing, and a body without newJobs.
+    assert payload["owner"] == double.address
+    assert payload["auth"] == {"workerId": WORKER_ID, "authSlices": {}}
+    assert payload["body"] == {}
+    assert set(payload["signature"]) == {"r", "s", "v"}
+    assert [r["data"] for r in double.task_requests()] == [data]
+
+
+def test_add_job_refuses_bad_jobs(scheduler_double: SchedulerDouble) -> None:
+    double = scheduler_double
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"work_function": "", "slices": [1]}, "workFunction"),
+        ({"work_function": SQUARE, "slices": [1], "delivery": "ftp"}, "delivery"),
+        ({"work_function": SQUARE, "slices": [1], "slices_per_task": 0}, "slicesPerTask"),
+        ({"work_function": SQUARE, "slices": [1], "job_id": "has-a-dash"}, "jobId"),
+        ({"work_function": SQUARE, "slices": [1], "faults": {"nope": True}}, "unknown fault"),
+        ({"work_function": SQUARE, "slices": [1], "faults": {"badDatum": ["x"]}}, "slice numbers"),
+        ({"work_function": SQUARE, "slices": [1], "faults": {"artifacts": {"x": {}}}}, "unknown artifact"),
+    ]
+    for bad, match in cases:
+        with pytest.raises(SchedulerDoubleError, match=match):
+            double.add_job(**bad)
+    assert double.add_job(SQUARE, [1], job_id="fixed") == "fixed"
+    with pytest.raises(SchedulerDoubleError, match="exists"):
+        double.add_job(SQUARE, [1], job_id="fixed")
+    with pytest.raises(SchedulerDoubleError, match="no job"):
+        double.job_status("missing")
+
+
+def test_tasks_hand_out_job_and_slice_messages(
+    scheduler_double: SchedulerDouble, node_clients: ClientFactory
+) -> None:
+    double = scheduler_double
+    arguments = [{"k": [1, 2]}, "text"]
+    job_id = double.add_job(
+        SQUARE, list(range(1, 26)), arguments=arguments, name="squares", slices_per_task=10
+    )
+    assert re.fullmatch(r"[0-9A-Za-z]{22}", job_id)
+    client, _ = connect(double, node_clients)
+
+    payload = fetch_task(client)
+    assert set(payload) == {"owner", "signature", "auth", "body"}
+    assert payload["owner"] == double.address
+    assert payload["auth"] == {"workerId": WORKER_ID, "authSlices": {job_id: list(range(1, 11))}}
+    body = payload["body"]
+    assert set(body) == {"newJobs", "task", "computeGroupOrigins"}
+    base = f"{double.url}job-{job_id}/"
+    assert body["newJobs"] == {
+        job_id: {
+            "jobId": job_id,
+            "jobCgId": f"{job_id}-doublePublicGroup",
+            "codeLocation": base + "work-function.js",
+            "argumentsLocation": [
+                {"argIndex": 0, "value": base + "argument/0"},
+                {"argIndex": 1, "value": base + "argument/1"},
+            ],
+            "useStrict": False,
+            "dependencies": [],
+            "requirePath": [],
+            "modulePath": [],
+            "public": {"name": "squares", "description": "a job served by the scheduler double", "link": ""},
+            "needCapabilities": 64,
+            "worktime": {"name": "map-basic", "version": "^1.0.0"},
+            "metrics": {
+                "sliceCPUTime": 0,
+                "sliceGPUTime": 0,
+                "sliceCPUDensity": 1,
+                "sliceGPUDensity": 0,
+                "sliceInDataSize": 0,
+                "sliceOutDataSize": 0,
+                "lastSliceNumber": 0,
+                "measuredSlices": 0,
+                "alpha": 0.5,
+            },
+            "workerConsole": False,
+            "almostDone": False,
+            "localExec": False,
+            "discrete": False,
+        }
+    }
+    assert body["task"][job_id][0] == {
+        "sliceNumber": 1,
+        "jobId": job_id,
+        "datumUri": base + "slice/1",
+        "isEstimationSlice": False,
+        "isLongSlice": False,
+        "resultStorageType": "values",
+    }
+    assert [m["sliceNumber"] for m in body["task"][job_id]] == list(range(1, 11))
+    assert body["computeGroupOrigins"] == {}
+
+    # Every task carries the job's message again; slices go out once each.
+    second, third = fetch_task(client), fetch_task(client)
+    assert second["auth"]["authSlices"] == {job_id: list(range(11, 21))}
+    assert third["auth"]["authSlices"] == {job_id: list(range(21, 26))}
+    assert set(second["body"]["newJobs"]) == {job_id}
+    assert fetch_task(client)["body"] == {}
+    status = double.job_status(job_id)
+    assert status["pending"] == [] and status["held"] == list(range(1, 26))
+    assert set(status["holders"].values()) == {WORKER_ID}
+    assert len(status["taskRequests"]) == 4 and status["taskRequests"][0] == task_request()
+
+    # The artifacts, over HTTP from the double's own origin.
+    assert http_get(base + "work-function.js") == (200, "application/javascript", SQUARE)
+    code, content_type, text = http_get(base + "argument/0")
+    assert (code, content_type, kvin.deserialize(text)) == (200, "application/x-kvin", {"k": [1, 2]})
+    assert kvin.deserialize(http_get(base + "argument/1")[2]) == "text"
+    assert kvin.deserialize(http_get(base + "slice/25")[2]) == 25
+    assert http_get(base + "slice/26")[0] == 404
+    assert double.job_status(job_id)["fetches"] == {
+        "work-function.js": 1,
+        "argument/0": 1,
+        "argument/1": 1,
+        "slice/25": 1,
+    }
+    assert_no_crash(double)
+
+
+def test_data_delivery_encodes_like_encode_uri(
+    scheduler_double: SchedulerDouble, node_clients: ClientFactory
+) -> None:
+    double = scheduler_double
+    datum = "100% #;,/?:@&=+$ ü € \u2028 {x}"
+    job_id = double.add_job(SQUARE, [datum, [1.5, None]], arguments=[{"a": "b c"}], delivery="data")
+    client, _ = connect(double, node_clients)
+    body = fetch_task(client)["body"]
+    job = body["newJobs"][job_id]
+    code_uri = job["codeLocation"]
+    assert code_uri.startswith("data:text/plain;charset=utf-8,")
+    assert urllib.parse.unquote(code_uri.split(",", 1)[1]) == SQUARE
+    argument_uri = job["argumentsLocation"][0]["value"]
+    assert argument_uri.startswith("data:application/x-kvin,")
+    assert kvin.deserialize(urllib.parse.unquote(argument_uri.split(",", 1)[1])) == {"a": "b c"}
+    first, second = (m["datumUri"] for m in body["task"][job_id])
+    # encodeURI escapes "%", quotes, braces, spaces and non-ASCII; it leaves the reserved characters.
+    assert "%25" in first and "#;,/?:@&=+$" in first and " " not in first
+    assert kvin.deserialize(urllib.parse.unquote(first.split(",", 1)[1])) == datum
+    assert kvin.deserialize(urllib.parse.unquote(second.split(",", 1)[1])) == [1.5, None]
+    assert double.job_status(job_id)["fetches"] == {}
+
+
+def test_results_begins_returns_and_emits_are_recorded(
+    scheduler_double: SchedulerDouble, node_clients: ClientFactory
+) -> None:
+    double = scheduler_double
+    job_id = double.add_job(SQUARE, [1, 2, 3, 4])
+    client, _ = connect(double, node_clients)
+    payload = fetch_task(client)
+    authorization = authorization_of(payload)
+
+    begin = {"sliceNumbers": [1], "job": job_id, "authorizationMessage": authorization, "status": "begin"}
+    assert client.request("status", {"worker": WORKER_ID, "slices": [begin]}) == {
+        "success": True,
+        "payload": {},
+    }
+    accepted = submit(client, job_id, 1, 1, authorization)
+    assert accepted["success"] is True
+    assert accepted["payload"]["slicePaymentAmount"] == "0.000001"
+    assert {"sliceCPUTime", "sliceCPUDensity", "sliceGPUTime", "sliceGPUDensity"} <= set(
+        accepted["payload"]["metrics"]
+    )
+    assert submit(client, job_id, 1, 1, authorization)["success"] is True  # a duplicate is counted
+    assert submit(client, job_id, 2, {"x": [4, "four"]}, authorization)["success"] is True
+    tampered = json.loads(json.dumps(authorization))
+    tampered["auth"]["authSlices"][job_id].append(99)
+    assert submit(client, job_id, 3, 9, tampered)["success"] is True
+
+    returned = {
+        "sliceNumbers": [4],
+        "job": job_id,
+        "authorizationMessage": authorization,
+        "status": "return",
+        "reason": "EFETCH",
+        "isEstimationSlice": False,
+    }
+    assert client.request("status", {"worker": WORKER_ID, "slices": [returned]})["success"] is True
+    emit = {
+        "eventName": "console",
+        "payload": {"level": "log", "message": "hi"},
+        "job": job_id,
+        "slice": 2,
+        "worker": WORKER_ID,
+        "authorizationMessage": authorization,
+    }
+    assert client.request("workEmit", emit) == {"success": True, "payload": {}}
+    unknown = submit(client, job_id, 7, 49, authorization)
+    assert unknown["success"] is False and unknown["payload"]["code"] == "ENOSLICE"
+
+    status = double.job_status(job_id)
+    assert status["done"] == {1: 1, 2: {"x": [4, "four"]}, 3: 9}
+    assert kvin.deserialize(status["doneKvin"][2]) == {"x": [4, "four"]}
+    assert status["submissions"] == {1: 2, 2: 1, 3: 1}
+    assert status["begins"] == {1: 1}
+    assert status["pending"] == [4] and status["held"] == []
+    assert status["returns"] == [{"sliceNumber": 4, "reason": "EFETCH", "workerId": WORKER_ID}]
+    assert [(e["eventName"], e["sliceNumber"], e["authorizationOk"]) for e in status["emits"]] == [
+        ("console", 2, True)
+    ]
+    records = status["results"]
+    assert [(r["sliceNumber"], r["count"], r["authorizationOk"]) for r in records] == [
+        (1, 1, True),
+        (1, 2, True),
+        (2, 1, True),
+        (3, 1, False),
+    ]
+    assert records[3]["authorizationError"] == "not issued by this scheduler (or altered)"
+    assert records[0]["workerId"] == WORKER_ID and records[0]["paymentAddress"] == ADDRESS_11
+    assert records[0]["metrics"]["InDataSize"] == 3
+    assert [t["operation"] for t in double.unknown_job_traffic()] == ["result"]
+    assert [e["sliceNumber"] for e in session_events(double, "result")] == [1, 1, 2, 3]
+
+
+def test_job_ids_and_returning_all_slices(
+    scheduler_double: SchedulerDouble, node_clients: ClientFactory
+) -> None:
+    double = scheduler_double
+    first = double.add_job(SQUARE, [1, 2, 3], slices_per_task=2)
+    second = double.add_job(SQUARE, [4, 5, 6], slices_per_task=2)
+    client, _ = connect(double, node_clients)
+    assert fetch_task(client, jobIds=[second])["auth"]["authSlices"] == {second: [1, 2]}
+    assert fetch_task(client, unresolvedJobs=[first])["auth"]["authSlices"] == {second: [3]}
+    both = fetch_task(client, worker_id="AnotherWorker000000000")
+    assert both["auth"] == {"workerId": "AnotherWorker000000000", "authSlices": {first: [1, 2]}}
+
+    # Shutdown: requestTask@3 with fetchState 16 and the worker's sealed {id}; its slices come back.
+    sealed = double.sign(KEY_11, {"id": WORKER_ID})
+    reply = client.request(
+        "requestTask@3", {"paymentAddress": ADDRESS_11, "fetchState": 16, "returnAllSlices": sealed}
+    )
+    assert reply["success"] is True and reply["payload"]["body"] == {}
+    assert double.job_status(second)["pending"] == [1, 2, 3]
+    assert double.job_status(first)["held"] == [1, 2]  # the other worker's
+    assert [r["reason"] for r in double.job_status(second)["returns"]] == ["returnAllSlices"] * 3
+    returned = double.wait_event(lambda e: e.get("event") == "return")
+    assert returned["slices"] == {second: [1, 2, 3]} and returned["workerId"] == WORKER_ID
+
+
+def test_an_explicit_handle_overrides_the_job_logic(
+    scheduler_double: SchedulerDouble, node_clients: ClientFactory
+) -> None:
+    double = scheduler_double
+    job_id = double.add_job(SQUARE, [1])
+    client, _ = connect(double, node_clients)
+    double.handle("requestTask@3", "error", error={"message": "overloaded", "code": "EBUSY"})
+    refused = client.request("requestTask@3", task_request())
+    assert refused["success"] is False and refused["payload"]["code"] == "EBUSY"
+    assert double.job_status(job_id)["pending"] == [1]
+    assert double.task_requests() == []
+
+
+def test_faults_in_slice_messages_data_and_signatures(
+    scheduler_double: SchedulerDouble, node_clients: ClientFactory
+) -> None:
+    double = scheduler_double
+    faults: JobFaults = {
+        "badDatum": [1],
+        "missingDatumUri": [2],
+        "missingSliceNumber": [3],
+        "badSignature": True,
+    }
+    job_id = double.add_job(SQUARE, [1, 2, 3, 4], faults=faults)
+    data_job = double.add_job(SQUARE, [1], delivery="data", faults={"badDatum": [1]})
+    client, _ = connect(double, node_clients)
+    payload = fetch_task(client)
+    messages = payload["body"]["task"][job_id]
+    assert http_get(messages[0]["datumUri"])[0] == 200
+    with pytest.raises(kvin.KVINError):
+        kvin.deserialize(http_get(messages[0]["datumUri"])[2])
+    with pytest.raises(kvin.KVINError):
+        kvin.deserialize(
+            urllib.parse.unquote(payload["body"]["task"][data_job][0]["datumUri"].split(",", 1)[1])
+        )
+    assert "datumUri" not in messages[1] and messages[1]["sliceNumber"] == 2
+    assert "sliceNumber" not in messages[2] and "datumUri" in messages[2]
+    assert payload["auth"]["authSlices"] == {job_id: [1, 2, 3, 4], data_job: [1]}  # still listed
+
+    # A garbage signature: well-formed, but not the scheduler's.
+    assert submit(client, job_id, 4, 16, authorization_of(payload))["success"] is True
+    record = double.job_status(job_id)["results"][0]
+    assert record["authorizationOk"] is False and record["authorizationError"] == "bad signature"
+
+    assert double.fault(job_id, badSignature=None, badDatum=None) == {
+        "missingDatumUri": [2],
+        "missingSliceNumber": [3],
+    }
+    with pytest.raises(SchedulerDoubleError, match="unknown fault"):
+        double.fault(job_id, explode=True)
+
+
+def test_artifact_faults_answer_with_status_and_delay(scheduler_double: SchedulerDouble) -> None:
+    double = scheduler_double
+    artifacts: dict[str, dict[str, int | float]] = {
+        "work-function.js": {"status": 404, "times": 1},
+        "slice/1": {"delayMs": 300},
+        "argument/0": {"status": 500},
+    }
+    job_id = double.add_job(SQUARE, [1], arguments=[2], faults={"artifacts": artifacts})
+    base = f"{double.url}job-{job_id}/"
+    assert http_get(base + "work-function.js")[0] == 404
+    assert http_get(base + "work-function.js") == (200, "application/javascript", SQUARE)  # only once
+    assert http_get(base + "argument/0")[0] == 500
+    assert http_get(base + "argument/0")[0] == 500
+    started = time.monotonic()
+    assert http_get(base + "slice/1")[0] == 200
+    assert time.monotonic() - started >= 0.3
+    assert double.job_status(job_id)["fetches"] == {"work-function.js": 2, "argument/0": 2, "slice/1": 1}
+
+
+def test_drop_on_first_result_still_answers_it_once(
+    scheduler_double: SchedulerDouble, node_clients: ClientFactory
+) -> None:
+    double = scheduler_double
+    job_id = double.add_job(SQUARE, [1, 2], faults={"dropOnFirstResult": True})
+    client, dcpsid = connect(double, node_clients)
+    authorization = authorization_of(fetch_task(client))
+    assert submit(client, job_id, 1, 1, authorization)["success"] is True
+    client.wait_event("disconnect")
+    assert submit(client, job_id, 2, 4, authorization)["success"] is True  # no second drop
+    status = double.job_status(job_id)
+    assert status["submissions"] == {1: 1, 2: 1}
+    assert client.state()["dcpsid"] == dcpsid  # the session was resumed
+    assert len([e for e in double.events() if e.get("event") == "disconnect"]) == 1
+    assert_no_crash(double)
+
+
+def test_the_web_config_names_the_double_for_every_service(scheduler_double: SchedulerDouble) -> None:
+    double = scheduler_double
+    code, content_type, text = http_get(double.url + "etc/dcp-config.kvin?ver=2.1.0")
+    assert (code, content_type) == (200, "application/x-kvin")
+    prepared = json.loads(text)
+    assert prepared["_serializeVerId"] == "v9"
+
+    def plain(po: Any) -> Any:
+        """The prepared KVIN objects of this file, read: plain objects, raw values, DcpURLs as text."""
+        if "raw" in po:
+            return po["raw"]
+        if po.get("ctr") == "dcpUrl$$DcpURL":
+            return po["arg"]
+        return {key: plain(value) for key, value in po["ps"].items()}
+
+    config = plain(prepared["what"])
+    here = {"location": double.url}
+    assert config["scheduler"]["location"] == double.url
+    assert config["scheduler"]["compatibility"]["minimum"]["dcp"] == "^5.0.0"
+    for service in ("taskDistributor", "resultSubmitter", "eventRouter"):
+        assert config["scheduler"]["services"][service] == here
+    assert config["packageManager"] == here
