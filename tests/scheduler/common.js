@@ -85,10 +85,12 @@ function useScratchEnvironment(prefix)
 const requireFromPeers = createRequire(path.join(NODE_DIR, 'package.json'));
 
 /**
- * Load and initialise dcp-client 5.6.1 offline; returns { version, protocol, wallet }.
+ * Load and initialise dcp-client 5.6.1; returns { version, protocol, wallet }. Offline unless the
+ * environment names a scheduler (DCP_SCHEDULER_LOCATION / DCP_CONFIG_LOCATION). initOptions are merged
+ * into the options handed to init() ({parseArgv: false} by default).
  * wallet.passphrasePrompt is replaced so that nothing ever prompts on stdin (the control channel).
  */
-async function loadDcpClient()
+async function loadDcpClient(initOptions = {})
 {
   let dcpClient, version;
   try
@@ -102,7 +104,7 @@ async function loadDcpClient()
   }
   if (version !== DCP_CLIENT_VERSION)
     throw new Error(`found dcp-client ${version}, need exactly ${DCP_CLIENT_VERSION}; ${INSTALL_HINT}`);
-  await dcpClient.init({ parseArgv: false });
+  await dcpClient.init(Object.assign({ parseArgv: false }, initOptions));
   const protocol = requireFromPeers('dcp/protocol');
   const wallet   = requireFromPeers('dcp/wallet');
   wallet.passphrasePrompt = async () => { throw new Error('wrong passphrase (no passphrase prompts here)'); };
