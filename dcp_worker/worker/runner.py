@@ -43,7 +43,6 @@ from dcp_worker.worker.task import (
     JobMessage,
     SliceMessage,
     Task,
-    TaskError,
     parse_task,
     result_body,
     status_body,
@@ -226,14 +225,7 @@ class WorkerRun:
             data["returnAllSlices"] = seal(self.identity, {"id": self.worker_id})
         log.debug(" * Fetching slices...")
         payload = await self._td.request("requestTask@3", data)
-        task = parse_task(payload, self._job_messages)
-        if task is None:
-            return None
-        if self.config.job_ids and any(
-            job_id not in self.config.job_ids for job_id in task.jobs if job_id not in self._job_messages
-        ):
-            raise TaskError("the scheduler sent a job this worker was told not to run")
-        return task
+        return parse_task(payload, self._job_messages)
 
     def _accept(self, task: Task) -> None:
         assert self._tasks is not None
@@ -241,13 +233,23 @@ class WorkerRun:
             log.warning(" ! Refused part of a task: %s", reason)
         self._job_messages.update(task.jobs)
         by_job: dict[str, list[SliceMessage]] = defaultdict(list)
+        refused: dict[str, list[int]] = defaultdict(list)
         for message in task.slices:
+            if self.config.job_ids and message.job_id not in self.config.job_ids:
+                if self.ledger.hold(message, task.authorization):
+                    refused[message.job_id].append(message.number)
+                continue
             if self.ledger.hold(message, task.authorization):
                 by_job[message.job_id].append(message)
             else:
                 log.warning(" ! The scheduler sent slice %d of %s twice", message.number, message.job_id)
         self._last_task_size = sum(len(slices) for slices in by_job.values())
         log.info(" . Fetched %d slices", self._last_task_size)
+        for job_id, numbers in refused.items():
+            log.warning(
+                " ! Given %d slice(s) of %s, a job this worker was told not to run", len(numbers), job_id
+            )
+            self._tasks.create_task(self._return(job_id, numbers, "job not allowed by this worker"))
         for job_id, slices in by_job.items():
             self._tasks.create_task(self._start_slices(job_id, slices, task.authorization))
 
