@@ -142,12 +142,15 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
 
 
-class _TreeMemory:
+class TreeMemory:
     """Samples the summed VmRSS of a process and its descendants from /proc until stopped."""
 
     def __init__(self, root_pid: int) -> None:
         self.root_pid = root_pid
         self.peak_rss = 0  # bytes: the largest summed VmRSS of one sample
+        # bytes: the largest summed Pss (shared pages divided among their sharers), which does not
+        # count a library mapped by several processes of the tree several times over
+        self.peak_pss = 0
         self.hwm: dict[int, int] = {}  # pid -> VmHWM (bytes), the kernel's own per-process peak
         self.samples = 0
         self._stop = threading.Event()
@@ -196,15 +199,28 @@ class _TreeMemory:
 
     def sample(self) -> int:
         """The summed VmRSS of the tree now, in bytes (also updates the peaks)."""
-        total = 0
+        total = proportional = 0
         for pid in self.tree():
             status = self._status_kib(pid)
             total += status.get("VmRSS", 0) * 1024
+            proportional += self._pss_kib(pid) * 1024
             if "VmHWM" in status:
                 self.hwm[pid] = max(self.hwm.get(pid, 0), status["VmHWM"] * 1024)
         self.peak_rss = max(self.peak_rss, total)
+        self.peak_pss = max(self.peak_pss, proportional)
         self.samples += 1
         return total
+
+    @staticmethod
+    def _pss_kib(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -252,7 +268,7 @@ class OfficialWorker(JsonLinesProcess):
         if self._account is not None and node_path is not None:
             check_readable(self._account, (Path(node_path), *NEEDED_PATHS))
         self._identity_source = None if identity_keystore is None else Path(identity_keystore)
-        self._memory: _TreeMemory | None = None
+        self._memory: TreeMemory | None = None
         args = [scheduler_url, "--passphrase", passphrase, "--cores", str(cores)]
         if payment_address is not None:
             args += ["--payment-address", payment_address]
@@ -326,7 +342,7 @@ class OfficialWorker(JsonLinesProcess):
             start_new_session=True,  # one process group to signal: runuser and node
             **popen_user,
         )
-        self._memory = _TreeMemory(proc.pid)
+        self._memory = TreeMemory(proc.pid)
         return proc
 
     def _reap(self) -> None:
@@ -376,6 +392,11 @@ class OfficialWorker(JsonLinesProcess):
     def peak_rss_bytes(self) -> int:
         """The largest resident memory of the worker's process tree (summed VmRSS) seen so far."""
         return 0 if self._memory is None else self._memory.peak_rss
+
+    @property
+    def peak_pss_bytes(self) -> int:
+        """The largest proportional memory of the worker's process tree (summed Pss) seen so far."""
+        return 0 if self._memory is None else self._memory.peak_pss
 
     @property
     def peak_hwm_bytes(self) -> int:
