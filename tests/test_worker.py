@@ -1,0 +1,271 @@
+"""``dcp-worker`` against the scheduler double serving real jobs, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from scheduler_double import SchedulerDouble
+
+from dcp_worker.protocol.identity import Identity
+from dcp_worker.worker.compute_groups import PUBLIC_GROUP, eh1
+
+SQUARE = "function (x) { progress(); return x * x; }"
+# About 0.3 s of work a slice, so that a signal finds slices running and slices queued.
+SLOW = "function (x) { progress(); const end = Date.now() + 300; while (Date.now() < end) {} return -x; }"
+PAYMENT = Identity(b"\x22" * 32).address
+
+
+class WorkerProcess:
+    """``python -m dcp_worker`` working for ``double``; its output is kept in a file."""
+
+    def __init__(self, double: SchedulerDouble, home: Path, *options: str) -> None:
+        self.identity = Identity.generate()
+        self._output: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop()
+        environment = {**os.environ, "HOME": str(home), "DCP_RESOURCE_DIR": str(home / ".dcp")}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dcp_worker",
+                "--scheduler",
+                double.url,
+                "--identityKey",
+                self.identity.private_key.hex(),
+                "--paymentAddress",
+                PAYMENT,
+                "--maxSandboxes",
+                "2",
+                *options,
+            ],
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=environment,
+            text=True,
+        )
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def output(self) -> str:
+        self._output.seek(0)
+        return self._output.read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._output.close()
+
+
+@pytest.fixture
+def start_worker(scheduler_double: SchedulerDouble, tmp_path: Path) -> Iterator[type[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    class Started(WorkerProcess):
+        def __init__(self, double: SchedulerDouble, *options: str) -> None:
+            super().__init__(double, tmp_path, *options)
+            started.append(self)
+
+    yield Started
+    for worker in started:
+        worker.stop()
+
+
+def results(double: SchedulerDouble, job_id: str, count: int, timeout: float = 60) -> None:
+    double.wait_events(lambda e: e.get("event") == "result" and e.get("jobId") == job_id, count, timeout)
+
+
+def test_a_job_completes_with_every_slice_submitted_once(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    job = scheduler_double.add_job(SQUARE, list(range(1, 31)), slices_per_task=8)
+    worker = start_worker(scheduler_double)
+    results(scheduler_double, job, 30)
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0, worker.output()
+    status = scheduler_double.job_status(job)
+    assert status["done"] == {n: n * n for n in range(1, 31)}
+    assert set(status["submissions"].values()) == {1}
+    assert status["held"] == [] and status["pending"] == []
+    assert "Worker has stopped: 30 slices submitted, 0 returned" in worker.output()
+
+
+def test_data_uris_and_arguments(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    job = scheduler_double.add_job(
+        "function (x, scale, label) { progress(); return {label, value: x * scale}; }",
+        [1, 2, 3],
+        arguments=[10, "é"],
+        delivery="data",
+    )
+    worker = start_worker(scheduler_double)
+    results(scheduler_double, job, 3)
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0
+    assert scheduler_double.job_status(job)["done"] == {n: {"label": "é", "value": n * 10} for n in (1, 2, 3)}
+
+
+def test_the_task_request_carries_groups_jobs_and_wage(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    job = scheduler_double.add_job(SQUARE, [1, 2])
+    worker = start_worker(scheduler_double, "--join", "scott,tiger", "-j", job, "--config", "/dev/null")
+    results(scheduler_double, job, 2)
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0
+    request = scheduler_double.task_requests()[0]
+    data, dcpsid = request["data"], request["dcpsid"]
+    assert data["jobIds"] == [job]
+    assert data["workerComputeGroups"] == [
+        {"joinKey": "scott", "joinHashHash": eh1(dcpsid + eh1("scott tiger"))},
+        {"joinKey": "public", "joinHashHash": eh1(dcpsid + PUBLIC_GROUP.join_hash)},
+    ]
+    assert data["minimumWage"] == {"CPU": 0, "GPU": 0, "in": 0, "out": 0}
+    assert data["paymentAddress"] == PAYMENT
+    assert data["capabilities"] & 64  # KVIN v9
+    assert data["fetchState"] & 1
+
+
+def test_a_bad_datum_costs_only_its_slice(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    job = scheduler_double.add_job(SQUARE, [1, 2, 3, 4], faults={"badDatum": [2]})
+    worker = start_worker(scheduler_double)
+    results(scheduler_double, job, 3)
+    scheduler_double.wait_event(lambda e: e.get("event") == "return")
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0
+    status = scheduler_double.job_status(job)
+    assert status["done"] == {1: 1, 3: 9, 4: 16}
+    # The double hands a returned slice out again, and the worker refuses it again each time.
+    assert {r["sliceNumber"] for r in status["returns"]} == {2}
+    assert status["submissions"].get(2) is None
+    assert "Slice 2" in worker.output() and "not KVIN" in worker.output()
+
+
+@pytest.mark.parametrize(("signum", "soft"), [(signal.SIGINT, True), (signal.SIGQUIT, False)])
+def test_a_stop_signal_leaves_every_slice_submitted_or_returned_once(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess], signum: int, soft: bool
+) -> None:
+    job = scheduler_double.add_job(SLOW, list(range(1, 41)), slices_per_task=40)
+    worker = start_worker(scheduler_double)
+    results(scheduler_double, job, 1)
+    worker.signal(signum)
+    assert worker.wait() == 0, worker.output()
+    status = scheduler_double.job_status(job)
+    done, returned = set(status["done"]), {r["sliceNumber"] for r in status["returns"]}
+    assert status["held"] == []
+    assert done | returned == set(range(1, 41))
+    assert set(status["submissions"].values()) == {1}
+    if soft:
+        assert done.isdisjoint(returned)
+    assert len(done) < 40  # the signal did stop the work
+
+
+def dcp_worker(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DCP_")}
+    environment.update(HOME=str(home), DCP_RESOURCE_DIR=str(home / ".dcp"), DCP_ETCDIR=str(home / "etc"))
+    return subprocess.run(
+        [sys.executable, "-m", "dcp_worker", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ((), "id.keystore: no such keystore"),
+        (("--identityKey", "11" * 32), "no payment address: give --paymentAddress"),
+        (("--identityKey", "zz"), "64 hexadecimal digits"),
+        (("--maxSandboxes", "-1"), "maxSandboxes: expected a whole number of at least 0"),
+        (("--paymentAddress", "0x12"), "paymentAddress: not an Ethereum address"),
+        (("--join", "nosecret"), "join: expected joinKey,joinSecret"),
+        (("--output", "dashboard", "--identityKey", "11" * 32), "--output dashboard is not built yet"),
+        (("--showConfig", "nonsense"), "no setting 'nonsense'"),
+        (("--config", "/nonexistent.toml"), "no such configuration file"),
+    ],
+)
+def test_bad_starts_are_one_line_errors(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
+    result = dcp_worker(tmp_path, *args)
+    assert result.returncode == 2, result
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dcp-worker: error: "), result.stderr
+    assert words in lines[0]
+
+
+def test_show_and_dump_config(tmp_path: Path) -> None:
+    (tmp_path / "etc" / "dcp-worker").mkdir(parents=True)
+    (tmp_path / "etc" / "dcp-worker" / "config.toml").write_text("maxSandboxes = 3\n")
+    shown = dcp_worker(tmp_path, "--showConfig", "maxSandboxes")
+    assert shown.returncode == 0
+    assert shown.stdout.strip() == f"maxSandboxes = 3  # {tmp_path / 'etc' / 'dcp-worker' / 'config.toml'}"
+    dumped = dcp_worker(tmp_path, "--dumpConfig", "-c", "2,1", "-j", "a", "-j", "b")
+    settings = json.loads(dumped.stdout)
+    assert settings["cores"] == {"cpu": 2.0, "gpu": 1.0} and settings["jobIds"] == ["a", "b"]
+    assert settings["maxSandboxes"] == 3
+
+
+def test_a_connection_dropped_mid_result_loses_and_repeats_nothing(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    job = scheduler_double.add_job(
+        SQUARE, list(range(1, 21)), slices_per_task=5, faults={"dropOnFirstResult": True}
+    )
+    worker = start_worker(scheduler_double)
+    results(scheduler_double, job, 20)
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0, worker.output()
+    status = scheduler_double.job_status(job)
+    assert status["done"] == {n: n * n for n in range(1, 21)}
+    assert set(status["submissions"].values()) == {1}
+    assert scheduler_double.wait_event("disconnect")
+
+
+def test_slow_artifacts_are_waited_for(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    job = scheduler_double.add_job(
+        SQUARE,
+        [1, 2, 3],
+        faults={"artifacts": {"work-function.js": {"delayMs": 1500}, "slice/2": {"delayMs": 1000}}},
+    )
+    worker = start_worker(scheduler_double)
+    results(scheduler_double, job, 3)
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0
+    assert scheduler_double.job_status(job)["done"] == {1: 1, 2: 4, 3: 9}
+
+
+def test_a_missing_work_function_returns_the_jobs_slices(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    job = scheduler_double.add_job(
+        SQUARE, [1, 2], faults={"artifacts": {"work-function.js": {"status": 404}}}
+    )
+    worker = start_worker(scheduler_double)
+    scheduler_double.wait_events(lambda e: e.get("event") == "return", 1, timeout=30)
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0
+    status = scheduler_double.job_status(job)
+    assert status["held"] == [] and status["done"] == {}
+    assert all("EJOBFETCH" in str(r["reason"]) for r in status["returns"])
+    assert "HTTP 404" in worker.output()
