@@ -155,12 +155,21 @@ class Session:
     async def request(self, operation: str, data: Any = Undefined) -> Any:
         """Send a request and return the peer's answer; ``RemoteError`` if it answers with an error,
         ``SessionClosedError`` (or the protocol error that ended it) if the session ends first."""
+        return await self.send_request(operation, data)
+
+    def send_request(self, operation: str, data: Any = Undefined) -> asyncio.Future[Any]:
+        """Queue a request now (requests leave in the order they are queued); the future holds
+        the answer, or the error, as ``request`` would return or raise it."""
         if self.closed.done():
-            raise SessionClosedError(f"{operation}: the session with {self.location} is closed")
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(
+                SessionClosedError(f"{operation}: the session with {self.location} is closed")
+            )
+            return refused
         entry = self._request_entry(operation, data)
         self._enqueue(entry)
         assert entry.reply is not None
-        return await entry.reply
+        return entry.reply
 
     async def keepalive(self) -> None:
         await self.request("keepalive", int(self.now() * 1000))

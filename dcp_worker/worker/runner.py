@@ -329,16 +329,18 @@ class WorkerRun:
             data.append(to_json(datum))
         if not numbers:
             return
-        try:
-            await self._rs.request(
-                "status", status_body(self.worker_id, job_id, numbers, authorization, "begin")
-            )
-        except ProtocolError as error:
-            log.warning(" ! status begin for %s: %s", job.message.name, error)
         if self._stopping:
             await self._return(job_id, numbers, "Worker stopping")
             return
+        # Queued before the slices run, so it reaches the scheduler before any of their results;
+        # the slices need not wait for its answer.
+        begin = status_body(self.worker_id, job_id, numbers, authorization, "begin")
+        begun = self._rs.send_request("status", begin)
         job.pool.add(numbers, data)
+        try:
+            await begun
+        except ProtocolError as error:
+            log.warning(" ! status begin for %s: %s", job.message.name, error)
 
     def _outcomes(self, job: JobMessage, outcome: BatchOutcome) -> None:
         assert self._tasks is not None
