@@ -16,7 +16,6 @@ tests/official_worker.py.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
+from cli_run import isolated_environment, worker_command  # noqa: E402
 from official_worker import OfficialWorker, OfficialWorkerUnavailable, TreeMemory  # noqa: E402
 from scheduler_double import SchedulerDouble  # noqa: E402
 
@@ -69,25 +69,14 @@ def result_times(double: SchedulerDouble, job: str, count: int, timeout: float) 
 def measure_ours(slices: int, per_task: int, sandboxes: int) -> Measure:
     with SchedulerDouble() as double, tempfile.TemporaryDirectory() as home:
         job = double.add_job(TRIVIAL, list(range(1, slices + 1)), slices_per_task=per_task, delivery="data")
-        environment = {**os.environ, "HOME": home, "DCP_RESOURCE_DIR": str(Path(home) / ".dcp")}
         started = time.monotonic()
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dcp_worker",
-                "--scheduler",
-                double.url,
-                "--identityKey",
-                Identity.generate().private_key.hex(),
-                "--paymentAddress",
-                Identity.generate().address,
-                "--maxSandboxes",
-                str(sandboxes),
-            ],
+            worker_command(
+                double.url, Identity.generate().private_key.hex(), Identity.generate().address, sandboxes
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=environment,
+            env=isolated_environment(Path(home)),
         )
         memory = TreeMemory(worker.pid)
         try:

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import one_line_error, run_cli
 
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.keystore import Keystore
 
 
 def keys(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if key != "DCP_WORKER_PASSPHRASE"}
-    environment.update(HOME=str(home), DCP_RESOURCE_DIR=str(home / ".dcp"), **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "dcp_worker", "keys", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dcp-worker: error: "), result.stderr
-    return lines[0]
+    return run_cli(home, "keys", *args, **(env or {}))
 
 
 def test_new_writes_the_identity_keystore_and_show_reads_it(tmp_path: Path) -> None:

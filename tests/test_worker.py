@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
+from cli_run import isolated_environment, one_line_error, run_cli, worker_command
 from scheduler_double import SchedulerDouble
 
 from dcp_worker.protocol.identity import Identity
@@ -30,26 +29,12 @@ class WorkerProcess:
     def __init__(self, double: SchedulerDouble, home: Path, *options: str) -> None:
         self.identity = Identity.generate()
         self._output: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop()
-        environment = {**os.environ, "HOME": str(home), "DCP_RESOURCE_DIR": str(home / ".dcp")}
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dcp_worker",
-                "--scheduler",
-                double.url,
-                "--identityKey",
-                self.identity.private_key.hex(),
-                "--paymentAddress",
-                PAYMENT,
-                "--maxSandboxes",
-                "2",
-                *options,
-            ],
+            worker_command(double.url, self.identity.private_key.hex(), PAYMENT, 2, *options),
             stdout=self._output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=environment,
+            env=isolated_environment(home),
             text=True,
         )
 
@@ -176,20 +161,6 @@ def test_a_stop_signal_leaves_every_slice_submitted_or_returned_once(
     assert len(done) < 40  # the signal did stop the work
 
 
-def dcp_worker(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DCP_")}
-    environment.update(HOME=str(home), DCP_RESOURCE_DIR=str(home / ".dcp"), DCP_ETCDIR=str(home / "etc"))
-    return subprocess.run(
-        [sys.executable, "-m", "dcp_worker", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -205,20 +176,16 @@ def dcp_worker(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_bad_starts_are_one_line_errors(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
-    result = dcp_worker(tmp_path, *args)
-    assert result.returncode == 2, result
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dcp-worker: error: "), result.stderr
-    assert words in lines[0]
+    assert words in one_line_error(run_cli(tmp_path, *args))
 
 
 def test_show_and_dump_config(tmp_path: Path) -> None:
     (tmp_path / "etc" / "dcp-worker").mkdir(parents=True)
     (tmp_path / "etc" / "dcp-worker" / "config.toml").write_text("maxSandboxes = 3\n")
-    shown = dcp_worker(tmp_path, "--showConfig", "maxSandboxes")
+    shown = run_cli(tmp_path, "--showConfig", "maxSandboxes")
     assert shown.returncode == 0
     assert shown.stdout.strip() == f"maxSandboxes = 3  # {tmp_path / 'etc' / 'dcp-worker' / 'config.toml'}"
-    dumped = dcp_worker(tmp_path, "--dumpConfig", "-c", "2,1", "-j", "a", "-j", "b")
+    dumped = run_cli(tmp_path, "--dumpConfig", "-c", "2,1", "-j", "a", "-j", "b")
     settings = json.loads(dumped.stdout)
     assert settings["cores"] == {"cpu": 2.0, "gpu": 1.0} and settings["jobIds"] == ["a", "b"]
     assert settings["maxSandboxes"] == 3
