@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from Crypto.Cipher import AES
@@ -30,6 +30,10 @@ MAX_SCRYPT_N = 2**20
 MAX_SCRYPT_R = 16
 MAX_SCRYPT_P = 16
 MAX_PBKDF2_ROUNDS = 10_000_000
+# Called through these: pycryptodome's stubs type the password as str in some releases and as
+# bytes in others (it takes bytes), and scrypt's result as bytes or a tuple of them.
+_scrypt: Callable[..., Any] = scrypt
+_pbkdf2: Callable[..., Any] = PBKDF2
 
 
 class KeyFileError(ValueError):
@@ -90,15 +94,12 @@ def _derive(kdf: str, params: Mapping[str, Any], passphrase: str) -> bytes:
             raise KeyFileError(f"scrypt n must be a power of two, not {n}")
         r = _bounded(params["r"], 1, MAX_SCRYPT_R, "scrypt r")
         p = _bounded(params["p"], 1, MAX_SCRYPT_P, "scrypt p")
-        # pycryptodome's stubs name str; it takes (and here is given) bytes.
-        derived = scrypt(passphrase.encode(), salt, length, N=n, r=r, p=p)  # type: ignore[arg-type]
-        return bytes(derived)  # type: ignore[arg-type]
+        return bytes(_scrypt(passphrase.encode(), salt, length, N=n, r=r, p=p))
     if kdf == "pbkdf2":
         if params.get("prf", "hmac-sha256") != "hmac-sha256":
             raise KeyFileError(f"unsupported pbkdf2 prf {params.get('prf')!r}")
         rounds = _bounded(params["c"], 1, MAX_PBKDF2_ROUNDS, "pbkdf2 c")
-        secret = passphrase.encode()
-        return bytes(PBKDF2(secret, salt, length, count=rounds, hmac_hash_module=SHA256))  # type: ignore[arg-type]
+        return bytes(_pbkdf2(passphrase.encode(), salt, length, count=rounds, hmac_hash_module=SHA256))
     raise KeyFileError(f"unsupported kdf {kdf!r}")
 
 
