@@ -148,13 +148,13 @@ class WorkerRun:
         serving = [job.serving for job in self._jobs.values() if job.serving is not None]
         if not serving:
             return
-        hard = asyncio.ensure_future(stop.hard.wait())
-        await asyncio.wait([*serving, hard], return_when=asyncio.FIRST_COMPLETED)
-        while not hard.done() and not all(task.done() for task in serving):
-            await asyncio.wait([*serving, hard], return_when=asyncio.FIRST_COMPLETED)
-        if hard.done():
-            for task in serving:
-                task.cancel()
+        hard: asyncio.Task[Any] = asyncio.ensure_future(stop.hard.wait())
+        running: set[asyncio.Task[Any]] = set(serving)
+        while running and not hard.done():
+            _, running = await asyncio.wait({*running, hard}, return_when=asyncio.FIRST_COMPLETED)
+            running.discard(hard)
+        for task in running:
+            task.cancel()
         await asyncio.gather(*serving, return_exceptions=True)
         hard.cancel()
 
@@ -280,13 +280,18 @@ class WorkerRun:
                 public={key: str(value) for key, value in message.public.items() if isinstance(value, str)},
                 strict=message.use_strict,
             )
-        except (JobValueError, DCPWorkerError) as error:
+        except DCPWorkerError as error:
             job.broken = f"EJOBFETCH: {error}"
             log.warning(" ! Job %s cannot run: %s", message.name, error)
+            # Forgotten once its slices are returned, so that a later task tries it again.
+            del self._jobs[job_id]
         else:
-            job.pool = SandboxPool(spec, sandboxes=self.config.sandbox_count(), limits=self.limits)
-            job.serving = self._tasks.create_task(self._serve(job), name=f"job {job_id}")
-            log.info(" . Job: %s %s", message.name, job_id[:8])
+            if self._stopping:  # the stop came while the job's artifacts were on their way
+                job.broken = "Worker stopping"
+            else:
+                job.pool = SandboxPool(spec, sandboxes=self.config.sandbox_count(), limits=self.limits)
+                job.serving = self._tasks.create_task(self._serve(job), name=f"job {job_id}")
+                log.info(" . Job: %s %s", message.name, job_id[:8])
         job.ready.set()
         return job
 
@@ -414,8 +419,11 @@ class WorkerRun:
     async def _return_all(self) -> None:
         """Give back whatever is still held, slice by slice, then ask the scheduler to release
         anything else it believes this worker holds."""
+        by_job: dict[str, list[int]] = defaultdict(list)
         for held in self.ledger.held():
-            await self._return(held.message.job_id, [held.message.number], "Worker stopping")
+            by_job[held.message.job_id].append(held.message.number)
+        for job_id, numbers in by_job.items():
+            await self._return(job_id, numbers, "Worker stopping")
         if self._td is None:
             return
         data = {
