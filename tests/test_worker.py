@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import tempfile
@@ -236,3 +237,43 @@ def test_a_missing_work_function_returns_the_jobs_slices(
     assert status["held"] == [] and status["done"] == {}
     assert all("EJOBFETCH" in str(r["reason"]) for r in status["returns"])
     assert "HTTP 404" in worker.output()
+
+
+def test_help_lists_the_official_options_with_their_defaults(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "--help")
+    assert result.returncode == 0
+    # One entry an option, its wrapped help lines joined.
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", result.stdout)]
+    without_default = {
+        "--join",
+        "--allowedOrigins",
+        "--identityKey",
+        "--reportInterval",
+        "--showConfig",
+        "--dumpConfig",
+    }
+    for option in (
+        "--paymentAddress", "--cores", "--utilization", "--maxSandboxes", "--verbose", "--output", "--join",
+        "--leavePublicGroup", "--publicGroupFallback", "--job-id", "--allowedOrigins", "--identityKey",
+        "--identityKeystore", "--reportInterval", "--logfile", "--syslogAddress", "--syslogFacility",
+        "--syslogTransport", "--syslogPort", "--pidFile", "--showConfig", "--dumpConfig", "--scheduler",
+    ):  # fmt: skip
+        [entry] = [entry for entry in entries if re.match(rf"(-\w, )?{option}\b", entry)]
+        assert option in without_default or "[default:" in entry, entry
+
+
+def test_the_pid_file_is_held_for_the_run(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "worker.pid"
+    job = scheduler_double.add_job(SQUARE, [1])
+    worker = start_worker(scheduler_double, "--pidFile", str(pid_file))
+    results(scheduler_double, job, 1)
+    assert pid_file.read_text() == f"{worker.proc.pid}\n"
+    refused = run_cli(
+        tmp_path, "--pidFile", str(pid_file), "--identityKey", "11" * 32, "--paymentAddress", PAYMENT
+    )
+    assert f"process {worker.proc.pid} is still running" in one_line_error(refused)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert not pid_file.exists()

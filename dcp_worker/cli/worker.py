@@ -37,6 +37,8 @@ from dcp_worker.worker.runner import StopControl, WorkerRun
 log = logging.getLogger("dcp_worker")
 
 WORKER_ID_ALPHABET = string.ascii_letters + string.digits
+DEFAULTS = WorkerConfig()
+DEFAULT_UTILIZATION = f"{DEFAULTS.utilization_cpu:g},{DEFAULTS.utilization_gpu:g}"
 EXIT_SIGNALLED = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGQUIT: 131}
 
 
@@ -49,59 +51,113 @@ def _show_version(value: bool) -> None:
 def worker_options(
     ctx: typer.Context,
     payment_address: Annotated[
-        str | None, typer.Option("--paymentAddress", help="Account that receives earnings.")
+        str | None,
+        typer.Option(
+            "--paymentAddress",
+            help="Account that receives earnings [default: that of ~/.dcp/default.keystore].",
+        ),
     ] = None,
     cores: Annotated[
-        str | None, typer.Option("--cores", "-c", metavar="CPU[,GPU]", help="Cores to use.")
+        str | None, typer.Option("--cores", "-c", metavar="CPU[,GPU]", help="Cores to use [default: all, 1].")
     ] = None,
     utilization: Annotated[
         str | None,
-        typer.Option("--utilization", "-u", metavar="CPU[,GPU]", help="Fraction of the cores to use."),
+        typer.Option(
+            "--utilization",
+            "-u",
+            metavar="CPU[,GPU]",
+            help=f"Fraction of the cores to use [default: {DEFAULT_UTILIZATION}].",
+        ),
     ] = None,
     max_sandboxes: Annotated[
         int | None,
         typer.Option("--maxSandboxes", "-m", help="Most slices at once [default: effective cores]."),
     ] = None,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Say more (repeatable).")] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, show_default=False, help="Say more (repeatable) [default: 0]."
+        ),
+    ] = 0,
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", metavar="MODE", help="console or logfile [default: console]."),
+        typer.Option(
+            "--output", "-o", metavar="MODE", help="console or logfile (detect: console) [default: detect]."
+        ),
     ] = None,
     join: Annotated[
         list[str] | None,
         typer.Option("--join", "-g", metavar="KEY,SECRET", help="Join a compute group (repeatable)."),
     ] = None,
     leave_public_group: Annotated[
-        bool | None, typer.Option("--leavePublicGroup", help="Do not work for the public group.")
+        bool | None,
+        typer.Option("--leavePublicGroup", help="Do not work for the public group [default: false]."),
     ] = None,
     public_group_fallback: Annotated[
-        bool | None, typer.Option("--publicGroupFallback", help="Public group only when yours have no work.")
+        bool | None,
+        typer.Option(
+            "--publicGroupFallback", help="Public group only when yours have no work [default: false]."
+        ),
     ] = None,
     job_ids: Annotated[
-        list[str] | None, typer.Option("--job-id", "-j", metavar="ID", help="Work only for these jobs.")
+        list[str] | None,
+        typer.Option(
+            "--job-id", "-j", metavar="ID", help="Work only for this job (repeatable) [default: any]."
+        ),
     ] = None,
     allowed_origins: Annotated[
         list[str] | None,
-        typer.Option("--allowedOrigins", "-a", metavar="ORIGIN", help="Origins allowed for every purpose."),
+        typer.Option(
+            "--allowedOrigins",
+            "-a",
+            metavar="ORIGIN",
+            help="Also allow this origin, for every purpose (repeatable).",
+        ),
     ] = None,
     identity_key: Annotated[
         str | None, typer.Option("--identityKey", metavar="HEX", help="Identity private key.")
     ] = None,
     identity_keystore: Annotated[
-        str | None, typer.Option("--identityKeystore", metavar="FILE|JSON", help="Identity keystore.")
+        str | None,
+        typer.Option(
+            "--identityKeystore", metavar="FILE|JSON", help="Identity keystore [default: ~/.dcp/id.keystore]."
+        ),
     ] = None,
     report_interval: Annotated[
-        float | None, typer.Option("--reportInterval", metavar="SECONDS", help="Print a status report.")
+        float | None,
+        typer.Option("--reportInterval", metavar="SECONDS", help="Print a status report (not built yet)."),
     ] = None,
-    logfile: Annotated[str | None, typer.Option("--logfile", help="Log file for --output logfile.")] = None,
+    logfile: Annotated[
+        str | None,
+        typer.Option("--logfile", help=f"Log file for --output logfile [default: {DEFAULTS.logfile}]."),
+    ] = None,
+    syslog_address: Annotated[
+        str | None,
+        typer.Option("--syslogAddress", help=f"Syslog server [default: {DEFAULTS.syslog_address}]."),
+    ] = None,
+    syslog_facility: Annotated[
+        str | None,
+        typer.Option("--syslogFacility", help=f"Syslog facility [default: {DEFAULTS.syslog_facility}]."),
+    ] = None,
+    syslog_transport: Annotated[
+        str | None,
+        typer.Option("--syslogTransport", help=f"udp, tcp or unix [default: {DEFAULTS.syslog_transport}]."),
+    ] = None,
+    syslog_port: Annotated[
+        int | None, typer.Option("--syslogPort", help=f"Syslog port [default: {DEFAULTS.syslog_port}].")
+    ] = None,
     pid_file: Annotated[
-        str | None, typer.Option("--pidFile", "-f", help="Write the process id here.")
+        str | None, typer.Option("--pidFile", "-f", help="Write the process id here [default: none].")
     ] = None,
     scheduler: Annotated[
-        str | None, typer.Option("--scheduler", metavar="URL", help="Scheduler URL.")
+        str | None,
+        typer.Option("--scheduler", metavar="URL", help=f"Scheduler URL [default: {DEFAULTS.scheduler}]."),
     ] = None,
     config_file: Annotated[
-        Path | None, typer.Option("--config", metavar="FILE", help="A TOML configuration file.")
+        Path | None,
+        typer.Option(
+            "--config", metavar="FILE", help="A TOML configuration file, over the system's and yours."
+        ),
     ] = None,
     show_config: Annotated[
         str | None, typer.Option("--showConfig", metavar="KEY", help="Print one setting (or 'all') and exit.")
@@ -137,6 +193,10 @@ def worker_options(
         "identityKeystore": identity_keystore,
         "reportInterval": report_interval,
         "logfile": logfile,
+        "syslogAddress": syslog_address,
+        "syslogFacility": syslog_facility,
+        "syslogTransport": syslog_transport,
+        "syslogPort": syslog_port,
         "pidFile": pid_file,
         "scheduler": scheduler,
     }
@@ -207,6 +267,11 @@ def worker_id() -> str:
 
 
 def run_worker(config: WorkerConfig) -> int:
+    with pid_file(config.pid_file):
+        return _start(config)
+
+
+def _start(config: WorkerConfig) -> int:
     _start_logging(config)
     if config.report_interval is not None:
         log.warning(" ! --reportInterval is not built yet; no status reports will be printed")
@@ -237,8 +302,7 @@ def run_worker(config: WorkerConfig) -> int:
         log.info(line)
     options = SessionOptions(identity_cache=IdentityCache(resource_dir() / IDENTITY_CACHE_FILE))
     worker = WorkerRun(config, identity, address, wid, session_options=options)
-    with pid_file(config.pid_file):
-        return asyncio.run(_run(worker, config.cleanup_timeout))
+    return asyncio.run(_run(worker, config.cleanup_timeout))
 
 
 async def _run(worker: WorkerRun, cleanup_timeout: float) -> int:
