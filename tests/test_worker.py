@@ -277,3 +277,19 @@ def test_the_pid_file_is_held_for_the_run(
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
     assert not pid_file.exists()
+
+
+def test_sighup_reopens_the_log_file(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess], tmp_path: Path
+) -> None:
+    log_file, rotated = tmp_path / "worker.log", tmp_path / "worker.log.1"
+    job = scheduler_double.add_job(SQUARE, [1])
+    worker = start_worker(scheduler_double, "--output", "logfile", "--logfile", str(log_file))
+    results(scheduler_double, job, 1)
+    log_file.rename(rotated)
+    worker.signal(signal.SIGHUP)  # delivered before the SIGINT: lower signals first
+    worker.signal(signal.SIGINT)
+    assert worker.wait() == 0
+    assert "Starting DCP Worker" in rotated.read_text()
+    reopened = log_file.read_text()
+    assert "reopened" in reopened and "Worker has stopped: 1 slices submitted" in reopened

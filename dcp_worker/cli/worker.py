@@ -327,6 +327,7 @@ async def _run(worker: WorkerRun, cleanup_timeout: float) -> int:
 
     for signum in EXIT_SIGNALLED:
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, _reopen_log)
     await worker.run(stop)
     log.info(
         " * Worker has stopped: %d slices submitted, %d returned",
@@ -334,6 +335,14 @@ async def _run(worker: WorkerRun, cleanup_timeout: float) -> int:
         worker.ledger.returned,
     )
     return 0
+
+
+def _reopen_log() -> None:
+    """SIGHUP: a log file is closed and opened again by name (after a rotation); else ignored."""
+    for handler in logging.getLogger("dcp_worker").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.close()  # the next record opens the file again
+            log.info(" . trapped SIGHUP; reopened %s", handler.baseFilename)
 
 
 def _cleanup_expired(signum: signal.Signals) -> None:
@@ -346,7 +355,10 @@ def _start_logging(config: WorkerConfig) -> None:
         raise UsageError(f"--output {config.output} is not built yet; use console or logfile")
     level = logging.DEBUG if config.verbose else logging.INFO
     if config.output == "logfile":
-        handler: logging.Handler = logging.FileHandler(config.logfile)
+        try:
+            handler: logging.Handler = logging.FileHandler(config.logfile)
+        except OSError as error:
+            raise UsageError(f"--logfile {config.logfile}: cannot open it: {error.strerror}") from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stdout)
