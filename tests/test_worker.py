@@ -293,3 +293,21 @@ def test_sighup_reopens_the_log_file(
     assert "Starting DCP Worker" in rotated.read_text()
     reopened = log_file.read_text()
     assert "reopened" in reopened and "Worker has stopped: 1 slices submitted" in reopened
+
+
+def test_an_unreachable_scheduler_is_one_line_after_the_banner(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "--scheduler",
+        "http://127.0.0.1:9/",
+        "--identityKey",
+        "11" * 32,
+        "--paymentAddress",
+        PAYMENT,
+    )
+    assert result.returncode == 2
+    assert "Starting DCP Worker" in result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        "dcp-worker: error: cannot fetch the scheduler's configuration at http://127.0.0.1:9/etc/"
+    )

@@ -16,9 +16,10 @@ from aiohttp import web
 from kvin_peer import KvinPeer
 
 from dcp_worker import kvin
-from dcp_worker.errors import JobValueError
+from dcp_worker.errors import ConnectError, JobValueError
 from dcp_worker.jsvalues import Undefined
 from dcp_worker.worker.artifacts import ArtifactFetcher, OriginPolicy
+from dcp_worker.worker.services import discover
 from dcp_worker.worker.values import decode_data_uri, result_v2
 
 
@@ -205,3 +206,46 @@ def test_other_schemes_are_refused() -> None:
                 await fetcher.fetch(None, "fetchData")
 
     asyncio.run(scenario())
+
+
+def discover_from(config_text: str | None, status: int = 200) -> Any:
+    async def config(request: web.Request) -> web.Response:
+        return web.Response(status=status, text=config_text or "", content_type="application/x-kvin")
+
+    async def scenario() -> Any:
+        async with serving({"/etc/dcp-config.kvin": config}) as base, aiohttp.ClientSession() as http:
+            try:
+                return await discover(http, base + "/")
+            except ConnectError as error:
+                return error
+
+    return asyncio.run(scenario())
+
+
+def test_services_come_from_the_scheduler_configuration(kvin_peer: KvinPeer) -> None:
+    text = kvin_peer.serialize(
+        "{scheduler: {compatibility: {minimum: {dcp: '^5.0.0'}}, services: {"
+        "taskDistributor: {location: new URL('https://td.example/td/')},"
+        "resultSubmitter: {location: {href: 'https://rs.example/'}}}}}"
+    )
+    services = discover_from(text)
+    assert services.task_distributor == "https://td.example/td/"
+    assert services.result_submitter == "https://rs.example/"
+    assert services.event_router.startswith("http://127.0.0.1:")  # not named: the scheduler's own
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "words"),
+    [
+        (None, 404, "HTTP 404"),
+        ("not kvin", 200, "is not KVIN"),
+        (
+            '{"_serializeVerId":"v9","what":{"raw":{"scheduler":{"compatibility":{"minimum":{"dcp":"^6.0.0"}}}}}}',
+            200,
+            "needs DCP protocol ^6.0.0",
+        ),
+    ],
+)
+def test_an_unusable_scheduler_configuration_is_named(text: str | None, status: int, words: str) -> None:
+    refused = discover_from(text, status)
+    assert isinstance(refused, ConnectError) and words in str(refused)

@@ -37,6 +37,7 @@ from dcp_worker.worker.artifacts import ArtifactFetcher, OriginPolicy
 from dcp_worker.worker.compute_groups import request_groups
 from dcp_worker.worker.config import WorkerConfig
 from dcp_worker.worker.ledger import Ledger
+from dcp_worker.worker.services import Services, discover
 from dcp_worker.worker.task import (
     CAPABILITIES,
     FetchState,
@@ -120,11 +121,23 @@ class WorkerRun:
     async def run(self, stop: StopControl) -> None:
         location = self.config.scheduler
         policy = OriginPolicy(location, self.config.allowed_origins)
+        async with aiohttp.ClientSession() as http:
+            services = await discover(http, location)
+            log.info(
+                " . Task distributor %s, result submitter %s",
+                services.task_distributor,
+                services.result_submitter,
+            )
+            await self._run_with(http, services, policy, stop)
+
+    async def _run_with(
+        self, http: aiohttp.ClientSession, services: Services, policy: OriginPolicy, stop: StopControl
+    ) -> None:
+        options = self.session_options
         async with (
-            aiohttp.ClientSession() as http,
-            open_session(location, self.identity, options=self.session_options) as td,
-            open_session(location, self.identity, options=self.session_options) as rs,
-            open_session(location, self.identity, options=self.session_options) as er,
+            open_session(services.task_distributor, self.identity, options=options) as td,
+            open_session(services.result_submitter, self.identity, options=options) as rs,
+            open_session(services.event_router, self.identity, options=options) as er,
         ):
             self._td, self._rs, self._er = td, rs, er
             self._fetcher = ArtifactFetcher(policy, http)
