@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import web
+from loopback_http import serving
 from scheduler_double import SchedulerDouble, SchedulerDoubleError
 
 from dcp_worker.errors import (
@@ -126,14 +127,14 @@ async def websocket_refusing_proxy(target: str) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
-    runner = web.AppRunner(app, shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        async with serving(app) as origin:
+            try:
+                yield origin + "/"
+            finally:
+                await client.close()  # ends forwards still waiting on a long poll, before the server stops
     finally:
-        await client.close()  # ends forwards still waiting on a long poll
-        await runner.cleanup()
+        await client.close()
 
 
 def test_where_websockets_are_refused_the_session_falls_back_to_long_polling(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import quote
 
@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from kvin_peer import KvinPeer
+from loopback_http import serving
 
 from dcp_worker import kvin
 from dcp_worker.errors import ConnectError, JobValueError
@@ -115,25 +116,18 @@ def test_origin_policy() -> None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@asynccontextmanager
-async def serving(routes: dict[str, Handler]) -> AsyncIterator[str]:
+def serving_routes(routes: dict[str, Handler]) -> AbstractAsyncContextManager[str]:
     app = web.Application()
     for path, handler in routes.items():
         app.router.add_get(path, handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    return serving(app)
 
 
 def fetch_all(
     uris: list[tuple[str, str]], routes: dict[str, Handler], allowed: bool = True, max_bytes: int = 1 << 20
 ) -> list[Any]:
     async def scenario() -> list[Any]:
-        async with serving(routes) as base, aiohttp.ClientSession() as http:
+        async with serving_routes(routes) as base, aiohttp.ClientSession() as http:
             policy = OriginPolicy(base if allowed else "https://elsewhere.example/")
             fetcher = ArtifactFetcher(policy, http, timeout=1, max_bytes=max_bytes)
             outcomes: list[Any] = []
@@ -213,7 +207,7 @@ def discover_from(config_text: str | None, status: int = 200) -> Any:
         return web.Response(status=status, text=config_text or "", content_type="application/x-kvin")
 
     async def scenario() -> Any:
-        async with serving({"/etc/dcp-config.kvin": config}) as base, aiohttp.ClientSession() as http:
+        async with serving_routes({"/etc/dcp-config.kvin": config}) as base, aiohttp.ClientSession() as http:
             try:
                 return await discover(http, base + "/")
             except ConnectError as error:
