@@ -144,7 +144,6 @@ class Session:
         self._handshake: _Handshake | None = None
         self._clock_offset = 0.0
         self._last_heard = time.monotonic()
-        self._wake = asyncio.Event()
         self._transport_lost = asyncio.Event()
         self._closing_after_delivery: _Outgoing | None = None
         self._serving: set[asyncio.Task[None]] = set()
