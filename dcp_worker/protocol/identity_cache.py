@@ -7,14 +7,15 @@ address later differs is refused; the message says how to forget it if the chang
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from dcp_worker.errors import IdentityError, PeerIdentityError
 from dcp_worker.protocol.identity import checksum_address
+from dcp_worker.protocol.private_file import write_private
 
 __all__ = ["IdentityCache"]
 
@@ -61,14 +62,9 @@ class IdentityCache:
     def _save(self) -> None:
         if self.path is None or os.environ.get(WRITE_DISABLE_VARIABLE):
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            with os.fdopen(handle, "w") as stream:
-                json.dump(self._identities, stream)
-            os.replace(temporary, self.path)
-        except OSError:
-            pass  # an unwritable cache costs only the memory of this run, as in dcp-client
+        # An unwritable cache costs only the memory of this run, as in dcp-client.
+        with contextlib.suppress(OSError):
+            write_private(self.path, json.dumps(self._identities))
 
 
 def _base_href(location: str) -> str:

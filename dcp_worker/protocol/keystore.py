@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from dcp_worker.errors import IdentityError, KeystoreError, PassphraseError
 from dcp_worker.json_parse import parse_json
 from dcp_worker.protocol import key_file
 from dcp_worker.protocol.identity import Identity, checksum_address
+from dcp_worker.protocol.private_file import write_private
 
 __all__ = [
     "IDENTITY_KEYSTORE",
@@ -125,15 +125,7 @@ class Keystore:
         if path.exists() and not overwrite:
             raise KeystoreError(f"{path}: already exists; not overwriting a keystore")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(handle, "w") as stream:
-                    json.dump(self.document, stream, separators=(",", ":"))
-                os.replace(temporary, path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
+            write_private(path, json.dumps(self.document, separators=(",", ":")))
         except OSError as error:
             raise KeystoreError(f"{path}: cannot write: {error.strerror}") from None
 
