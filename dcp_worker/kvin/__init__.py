@@ -22,7 +22,7 @@ import orjson
 from dcp_worker.errors import KVINError
 from dcp_worker.json_parse import parse_json
 
-__all__ = ["IMPLEMENTATION", "KVINError", "deserialize", "serialize"]
+__all__ = ["IMPLEMENTATION", "KVINError", "deserialize", "marshal", "serialize"]
 
 NO_EXTENSIONS_VARIABLE = "DCP_WORKER_NO_EXTENSIONS"
 
@@ -57,13 +57,19 @@ def _collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def serialize(value: Any) -> str:
-    """KVIN text for a Python value; raises ``KVINError`` for what has no JavaScript form."""
+def marshal(value: Any) -> Any:
+    """The KVIN envelope for a Python value as a JSON-able object (``kvin.marshal`` in JS), for
+    a KVIN value that travels inside other JSON; ``KVINError`` for what has no JavaScript form."""
     try:
         with _collector_paused():
-            envelope = _codec.marshal(value)
+            return _codec.marshal(value)
     except RecursionError:
         raise KVINError("cannot write KVIN: the value is nested too deeply") from None
+
+
+def serialize(value: Any) -> str:
+    """KVIN text for a Python value; raises ``KVINError`` for what has no JavaScript form."""
+    envelope = marshal(value)
     try:
         return orjson.dumps(envelope).decode()
     except orjson.JSONEncodeError:

@@ -79,4 +79,4 @@ def result_v2(value: Any) -> Any:
         inner = {"string": stringify(value), "method": "json", "MIMEType": "application/json"}
     else:
         inner = {"string": kvin.serialize(value), "method": "kvin", "MIMEType": "application/x-kvin"}
-    return parse_json(kvin.serialize(inner))
+    return kvin.marshal(inner)
