@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from kvin_peer import KvinPeer
 
-# The scheduler double's fixture (`scheduler_double`) lives beside the double's driver.
-pytest_plugins = ["scheduler_double"]
+# Fixtures that live beside their helpers: `scheduler_double` and `start_worker`.
+pytest_plugins = ["scheduler_double", "worker_process"]
 
 
 @pytest.fixture(scope="session")
