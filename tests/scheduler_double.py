@@ -591,6 +591,9 @@ class SchedulerDouble(JsonLinesProcess):
         name: str | None = None,
         slices_per_task: int | None = None,
         faults: JobFaults | None = None,
+        artifact_host: str | None = None,
+        origins: dict[str, list[str]] | None = None,
+        scheduler_config: dict[str, Any] | None = None,
     ) -> str:
         """Serve a job as a scheduler would; return its id (22 random letters and digits by default).
 
@@ -601,6 +604,9 @@ class SchedulerDouble(JsonLinesProcess):
         (``/job-<id>/work-function.js``, ``/job-<id>/argument/<k>``, ``/job-<id>/slice/<n>``); with
         "data" they are ``data:`` URIs. A ``requestTask@3`` hands out up to ``slices_per_task``
         (default 10) pending slices of the job. The first job turns job mode on (``serve_jobs``).
+        ``artifact_host`` names the double by another host (another origin) in the job's URLs;
+        ``origins`` ({purpose: [url]}) and ``scheduler_config`` go in every task with the job's
+        slices, as the compute group's ``computeGroupOrigins`` and the body's ``schedulerConfig``.
         """
         fields: dict[str, Any] = {"workFunction": work_function, "slices": list(slices), "delivery": delivery}
         if arguments is not None:
@@ -613,6 +619,12 @@ class SchedulerDouble(JsonLinesProcess):
             fields["slicesPerTask"] = slices_per_task
         if faults is not None:
             fields["faults"] = dict(faults)
+        if artifact_host is not None:
+            fields["artifactHost"] = artifact_host
+        if origins is not None:
+            fields["origins"] = origins
+        if scheduler_config is not None:
+            fields["schedulerConfig"] = scheduler_config
         return str(self.command("addJob", **fields)["jobId"])
 
     def fault(self, job_id: str, **faults: Any) -> JobFaults:

@@ -35,7 +35,8 @@ class BatchOutcome:
     unless ``details`` holds an outcome for it, which then tells all (console output, events,
     an error, no progress). ``tagged`` is false when every value is a JSON primitive, which
     ``from_json`` would return unchanged. ``retire`` says that a slice ended its sandbox
-    (``work.reject()`` or the memory cap).
+    (``work.reject()`` or the memory cap). ``seconds`` is how long the sandbox took over the
+    batch, when it ran one.
     """
 
     numbers: Sequence[int]
@@ -43,6 +44,7 @@ class BatchOutcome:
     details: dict[int, SliceOutcome] = field(default_factory=dict)
     tagged: bool = True
     retire: bool = False
+    seconds: float = 0.0
 
     @classmethod
     def single(cls, outcome: SliceOutcome) -> BatchOutcome:
@@ -88,10 +90,12 @@ def slice_details(details: dict[str, Any], memory_mb: int) -> SliceOutcome:
     return outcome
 
 
-def batch_outcome(numbers: Sequence[int], report: dict[str, Any], memory_mb: int) -> BatchOutcome:
+def batch_outcome(
+    numbers: Sequence[int], report: dict[str, Any], memory_mb: int, seconds: float = 0.0
+) -> BatchOutcome:
     """A batch's outcome from the report runtime.js made of it (see ``newReport`` there)."""
     details = {}
     for entry in report["details"]:
         outcome = slice_details(entry, memory_mb)
         details[outcome.number] = outcome
-    return BatchOutcome(numbers, report["values"], details, report["tagged"], report["retire"])
+    return BatchOutcome(numbers, report["values"], details, report["tagged"], report["retire"], seconds)

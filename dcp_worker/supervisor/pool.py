@@ -223,8 +223,9 @@ class SandboxPool:
                     self._requeue(in_flight)
                     self._failed(batch, failure)
                     continue
-                pacer.observe(len(batch), time.perf_counter() - started)
-                outcome = batch_outcome(batch.numbers, report, self._limits.memory_mb)
+                seconds = time.perf_counter() - started
+                pacer.observe(len(batch), seconds)
+                outcome = batch_outcome(batch.numbers, report, self._limits.memory_mb, seconds)
                 self._report(outcome)
                 # DCP closes a sandbox that rejected its slice; one that hit the memory cap is spent.
                 if outcome.retire:

@@ -77,12 +77,17 @@ class ArtifactFetcher:
         self._max_bytes = max_bytes
 
     async def fetch(self, uri: object, purpose: str) -> Any:
+        value, _ = await self.fetch_sized(uri, purpose)
+        return value
+
+    async def fetch_sized(self, uri: object, purpose: str) -> tuple[Any, int]:
+        """The value at ``uri`` and the length of its encoded form (what DCP counts as data size)."""
         if not isinstance(uri, str) or not uri:
             raise JobValueError(f"{purpose}: no URI ({uri!r})")
         shown = uri if len(uri) <= 80 else uri[:77] + "..."
         if uri.startswith("data:"):
             try:
-                return decode_data_uri(uri)
+                return decode_data_uri(uri), len(uri)
             except JobValueError as error:
                 raise JobValueError(f"{purpose}: {shown}: {error}") from None
         if urlsplit(uri).scheme not in ("http", "https"):
@@ -102,6 +107,6 @@ class ArtifactFetcher:
         except (aiohttp.ClientError, TimeoutError) as error:
             raise JobValueError(f"{purpose}: {shown}: {error or type(error).__name__}") from None
         try:
-            return decode_body(body, content_type)
+            return decode_body(body, content_type), len(body)
         except JobValueError as error:
             raise JobValueError(f"{purpose}: {shown}: {error}") from None

@@ -85,6 +85,7 @@ class WorkerConfig:
     pid_file: str | None = None
     cleanup_timeout: float = 60.0
     minimum_wage: tuple[tuple[str, float], ...] = (("CPU", 0.0), ("GPU", 0.0), ("in", 0.0), ("out", 0.0))
+    trust_scheduler: bool = True  # let tasks grant their compute groups' origins
     # Where each setting came from, for --showConfig: name -> source.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -345,6 +346,7 @@ SETTINGS: tuple[Setting, ...] = (
         _shown("cleanup_timeout"),
     ),
     Setting("minimumWage", _single("minimum_wage", _wage), lambda c: dict(c.minimum_wage)),
+    Setting("trustScheduler", _single("trust_scheduler", _flag), _shown("trust_scheduler")),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 

@@ -18,6 +18,7 @@ __all__ = ["HeldSlice", "Ledger"]
 class HeldSlice:
     message: SliceMessage
     authorization: Verbatim
+    in_size: int = 0  # the length of the datum as fetched
 
 
 class Ledger:

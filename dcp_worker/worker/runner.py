@@ -6,6 +6,9 @@ gets a sandbox pool of its own, kept warm while the job has slices (sandboxes ar
 between jobs). Every slice is held in the ``Ledger`` from the task that brings it until it is
 submitted or returned: exactly one of the two, once.
 
+While it holds slices, the worker tells the scheduler which, every Soteria period (4 minutes
+unless a task's ``schedulerConfig`` says otherwise), with its next request for work or alone.
+
 Stopping: ``stop.soft`` stops fetching, returns every slice not yet in a sandbox, and lets those
 running finish and submit; ``stop.hard`` returns the running ones too, at once. Either way the
 held set is returned through ``returnAllSlices`` before the sessions close.
@@ -14,6 +17,7 @@ held set is returned through ``returnAllSlices`` before the sessions close.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 
 from dcp_worker.errors import DCPWorkerError, JobValueError, ProtocolError, WorkFunctionError
 from dcp_worker.protocol.canonical_json import Verbatim
@@ -36,7 +41,8 @@ from dcp_worker.tagged_json import from_json, to_json
 from dcp_worker.worker.artifacts import ArtifactFetcher, OriginPolicy
 from dcp_worker.worker.compute_groups import request_groups
 from dcp_worker.worker.config import WorkerConfig
-from dcp_worker.worker.ledger import Ledger
+from dcp_worker.worker.ledger import HeldSlice, Ledger
+from dcp_worker.worker.reports import NO_PROGRESS, Emit, error_result, failure_code, metrics, slice_emits
 from dcp_worker.worker.services import Services, discover
 from dcp_worker.worker.task import (
     CAPABILITIES,
@@ -46,6 +52,7 @@ from dcp_worker.worker.task import (
     Task,
     parse_task,
     result_body,
+    soteria_period,
     status_body,
     work_emit_body,
 )
@@ -58,15 +65,7 @@ log = logging.getLogger("dcp_worker")
 WATCHDOG_SECONDS = 7.0
 KEEPALIVE_AFTER_SECONDS = 30.0
 DEFAULT_LIMITS = SandboxLimits(slice_timeout=300.0, memory_mb=1024)
-# Per-slice measurements are not taken yet; these are the neutral values the scheduler accepts.
-SLICE_METRICS = {
-    "CPUTime": 0,
-    "GPUTime": 0,
-    "CPUDensity": 1,
-    "GPUDensity": 0,
-    "InDataSize": 0,
-    "OutDataSize": 0,
-}
+REJECTED_JOBS_KEPT = 64  # dcp-client keeps a ring of the jobs whose work functions rejected work
 
 
 @dataclass(slots=True)
@@ -114,13 +113,18 @@ class WorkerRun:
         self._rs: Session | None = None
         self._er: Session | None = None
         self._stopping = False
+        self._policy: OriginPolicy | None = None
+        self._rejected_jobs: collections.deque[str] = collections.deque(maxlen=REJECTED_JOBS_KEPT)
+        self._soteria_seconds = soteria_period({})
+        self._last_soteria = time.monotonic()
+        self._public_group_now = not config.leave_public_group
         self.on_slice_done: Callable[[SliceMessage, bool], None] = lambda message, ok: None
 
     # -- the run ----------------------------------------------------------------------------
 
     async def run(self, stop: StopControl) -> None:
         location = self.config.scheduler
-        policy = OriginPolicy(location, self.config.allowed_origins)
+        policy = self._policy = OriginPolicy(location, self.config.allowed_origins)
         async with aiohttp.ClientSession() as http:
             services = await discover(http, location)
             log.info(
@@ -178,27 +182,72 @@ class WorkerRun:
         twice the sandboxes), so that the next task arrives before the sandboxes run dry."""
         return len(self.ledger) < max(2 * self.config.sandbox_count(), self._last_task_size)
 
+    def _soteria_due(self) -> bool:
+        return len(self.ledger) > 0 and time.monotonic() - self._last_soteria >= self._soteria_seconds
+
     async def _fetch_loop(self, stop: StopControl) -> None:
         first = True
         while True:
             if not self._wanted():
+                if self._soteria_due():
+                    await self._notify_soteria()
+                    continue
                 self._room.clear()
-                await self._room.wait()
+                wait = self._last_soteria + self._soteria_seconds - time.monotonic()
+                await self._wait_for_room(max(wait, 0.0) if len(self.ledger) else None)
                 continue
-            fetch_state = FetchState.NORMAL | (FetchState.STARTUP_CHECK if first else 0)
+            fetch_state = FetchState.NORMAL
+            if first:
+                fetch_state |= FetchState.STARTUP_CHECK
+            elif self._soteria_due():
+                fetch_state |= FetchState.NOTIFY_SOTERIA
             try:
                 task = await self._request_task(fetch_state)
             except ProtocolError as error:
                 log.warning(" ! Could not fetch a task: %s", error)
                 task = None
             first = False
+            self._fallback(task is not None and len(task.slices) > 0)
             if task is None:
-                with_timeout = asyncio.ensure_future(self._room.wait())
-                await asyncio.wait([with_timeout], timeout=WATCHDOG_SECONDS)
-                with_timeout.cancel()
                 self._room.clear()
+                await self._wait_for_room(WATCHDOG_SECONDS)
                 continue
             self._accept(task)
+
+    async def _wait_for_room(self, timeout: float | None) -> None:
+        waiting = asyncio.ensure_future(self._room.wait())
+        try:
+            await asyncio.wait([waiting], timeout=timeout)
+        finally:
+            waiting.cancel()
+
+    def _fallback(self, got_work: bool) -> None:
+        """--publicGroupFallback: after work, ask without the public group (prefer one's own
+        groups' work); after none, with it."""
+        if self.config.public_group_fallback and not self.config.leave_public_group:
+            self._public_group_now = not got_work
+
+    def _soteria_jobs(self) -> dict[str, list[int]] | None:
+        held: dict[str, list[int]] = defaultdict(list)
+        for entry in self.ledger.held():
+            held[entry.message.job_id].append(entry.message.number)
+        return dict(held) or None
+
+    async def _notify_soteria(self) -> None:
+        """Tell the scheduler which slices this worker still holds, with no request for work."""
+        assert self._td is not None
+        self._last_soteria = time.monotonic()
+        data = {
+            "coreStats": {"worker": self.worker_id},
+            "paymentAddress": self.payment_address,
+            "soteriaJobs": self._soteria_jobs(),
+            "overdueSlices": None,
+            "fetchState": FetchState.NOTIFY_SOTERIA,
+        }
+        try:
+            await self._td.request("requestTask@3", data)
+        except ProtocolError as error:
+            log.warning(" ! Could not notify the scheduler of held slices: %s", error)
 
     async def _request_task(self, fetch_state: int) -> Task | None:
         assert self._td is not None and self._rs is not None
@@ -208,6 +257,10 @@ class WorkerRun:
             if session.idle_seconds > KEEPALIVE_AFTER_SECONDS:
                 await session.keepalive()
         self._seq += 1
+        soteria_jobs = None
+        if fetch_state & FetchState.NOTIFY_SOTERIA:
+            self._last_soteria = time.monotonic()
+            soteria_jobs = self._soteria_jobs()
         cpu = self.config.effective_cores()[0]
         data: dict[str, Any] = {
             "targetLoad": {"cpu": cpu, "gpu": 0, "longSlices": math.floor(cpu)},
@@ -223,14 +276,14 @@ class WorkerRun:
             "paymentAddress": self.payment_address,
             "jobIds": list(self.config.job_ids),
             "workerComputeGroups": request_groups(
-                self.config.join, self._td.dcpsid or "", public=not self.config.leave_public_group
+                self.config.join, self._td.dcpsid or "", public=self._public_group_now
             ),
             "minimumWage": dict(self.config.minimum_wage),
-            "soteriaJobs": None,
+            "soteriaJobs": soteria_jobs,
             "overdueSlices": None,
             "previouslyWorkedJobs": [],
-            "rejectedJobs": [],
-            "unresolvedJobs": [],
+            "rejectedJobs": list(self._rejected_jobs),
+            "unresolvedJobs": [job_id for job_id, job in self._jobs.items() if not job.ready.is_set()],
             "fetchState": fetch_state,
             "seq": self._seq,
         }
@@ -241,9 +294,14 @@ class WorkerRun:
         return parse_task(payload, self._job_messages)
 
     def _accept(self, task: Task) -> None:
-        assert self._tasks is not None
+        assert self._tasks is not None and self._policy is not None
         for reason in task.refused:
             log.warning(" ! Refused part of a task: %s", reason)
+        if task.scheduler_config:
+            self._soteria_seconds = soteria_period(task.scheduler_config)
+        if self.config.trust_scheduler:
+            for origin, purpose in task.origin_grants():
+                self._policy.grant(origin, purpose)
         self._job_messages.update(task.jobs)
         by_job: dict[str, list[SliceMessage]] = defaultdict(list)
         refused: dict[str, list[int]] = defaultdict(list)
@@ -333,7 +391,7 @@ class WorkerRun:
             )
             return
         fetched = await asyncio.gather(
-            *(self._fetcher.fetch(message.datum_uri, "fetchData") for message in slices),
+            *(self._fetcher.fetch_sized(message.datum_uri, "fetchData") for message in slices),
             return_exceptions=True,
         )
         numbers: list[int] = []
@@ -343,8 +401,11 @@ class WorkerRun:
                 log.warning(" ! Slice %d of %s: %s", message.number, job.message.name, datum)
                 await self._return(job_id, [message.number], "ESLICEFETCH")
                 continue
+            held = self.ledger.get(job_id, message.number)
+            if held is not None:
+                held.in_size = datum[1]
             numbers.append(message.number)
-            data.append(to_json(datum))
+            data.append(to_json(datum[0]))
         if not numbers:
             return
         if self._stopping:
@@ -362,50 +423,74 @@ class WorkerRun:
 
     def _outcomes(self, job: JobMessage, outcome: BatchOutcome) -> None:
         assert self._tasks is not None
+        seconds = outcome.seconds / max(len(outcome), 1)
         for slice_outcome in outcome:
-            self._tasks.create_task(self._settle(job, slice_outcome))
+            self._tasks.create_task(self._settle(job, slice_outcome, seconds))
 
-    async def _settle(self, job: JobMessage, outcome: SliceOutcome) -> None:
-        assert self._rs is not None and self._er is not None
+    async def _settle(self, job: JobMessage, outcome: SliceOutcome, seconds: float) -> None:
+        """Submit a slice's result, or return it; first send the events its run made."""
         held = self.ledger.get(job.job_id, outcome.number)
         if held is None:
             return
-        if outcome.error is not None:
-            error = outcome.error
-            payload = {
-                "name": error.name,
-                "message": error.message,
-                "timestamp": int(time.time() * 1000),
-                "jobName": job.name,
-            }
-            try:
-                await self._er.request(
-                    "workEmit",
-                    work_emit_body(self.worker_id, held.message, held.authorization, "error", payload),
+        sent = [self._emit(held, emit) for emit in slice_emits(outcome, job.name, seconds)]
+        error = outcome.error
+        if error is not None and error.kind == "reject":
+            await self._reject_job(job, error.message)
+        elif error is not None and error.kind != "error":
+            log.warning(" ! Slice %d of %s failed: %s", outcome.number, job.name, error.message)
+            await self._return(job.job_id, [outcome.number], failure_code(error))
+        elif error is None and not outcome.called_progress:
+            log.warning(" ! Slice %d of %s never called progress()", outcome.number, job.name)
+            await self._return(job.job_id, [outcome.number], NO_PROGRESS)
+        else:
+            if error is not None:
+                log.warning(
+                    " ! Slice %d of %s threw %s: %s", outcome.number, job.name, error.name, error.message
                 )
+            value = error_result(error) if error is not None else from_json(outcome.value)
+            await self._submit(job, held, value, seconds)
+        for reply in asyncio.as_completed(sent):
+            try:
+                await reply
             except ProtocolError as failure:
                 log.warning(" ! workEmit: %s", failure)
-            await self._return(job.job_id, [outcome.number], f"E{error.kind.upper()}")
-            return
-        value = from_json(outcome.value)
+
+    def _emit(self, held: HeldSlice, emit: Emit) -> asyncio.Future[Any]:
+        assert self._er is not None
+        body = work_emit_body(self.worker_id, held.message, held.authorization, emit.event, emit.payload)
+        return self._er.send_request("workEmit", body)
+
+    async def _submit(self, job: JobMessage, held: HeldSlice, value: Any, seconds: float) -> None:
+        assert self._rs is not None
+        envelope = result_v2(value)
+        measured = metrics(seconds, held.in_size, len(orjson.dumps(envelope)))
         body = result_body(
-            self.worker_id,
-            held.message,
-            self.payment_address,
-            held.authorization,
-            result_v2(value),
-            SLICE_METRICS,
+            self.worker_id, held.message, self.payment_address, held.authorization, envelope, measured
         )
+        number = held.message.number
         try:
             await self._rs.request("result", body)
         except ProtocolError as error:
-            log.warning(" ! Result of slice %d of %s refused: %s", outcome.number, job.name, error)
-            await self._return(job.job_id, [outcome.number], "EResultSubmission")
+            log.warning(" ! Result of slice %d of %s refused: %s", number, job.name, error)
+            await self._return(job.job_id, [number], "EResultSubmission")
             return
-        if self.ledger.settle(job.job_id, outcome.number, submitted=True) is not None:
-            log.info(" * Slice Completed: slice %d, %s", outcome.number, job.name)
+        if self.ledger.settle(job.job_id, number, submitted=True) is not None:
+            log.info(" * Slice Completed: slice %d, %s", number, job.name)
             self.on_slice_done(held.message, True)
             self._room.set()
+
+    async def _reject_job(self, job: JobMessage, reason: str) -> None:
+        """work.reject(): as dcp-client does, give the whole job back and ask for it no more."""
+        log.warning(" ! Job %s rejected by its work function: %s", job.name, reason or "(no reason)")
+        if job.job_id not in self._rejected_jobs:
+            self._rejected_jobs.append(job.job_id)
+        run = self._jobs.get(job.job_id)
+        if run is not None and run.pool is not None and run.broken is None:
+            run.broken = "EWORKREJECT"
+            run.pool.withdraw()
+            run.pool.close()
+        numbers = [held.message.number for held in self.ledger.held(job.job_id)]
+        await self._return(job.job_id, numbers, "EWORKREJECT")
 
     # -- returning ----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ return), ``result`` and ``workEmit``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "Task",
     "parse_task",
     "result_body",
+    "soteria_period",
     "status_body",
     "work_emit_body",
 ]
@@ -34,6 +35,7 @@ KVIN_V9 = 64
 FDLIBM = 16
 # V8 engine, fdlibm maths, KVIN v9: what the Node worker reports (80), plus the engine bit.
 CAPABILITIES = 1 | FDLIBM | KVIN_V9
+DEFAULT_SOTERIA_MS = 4 * 60 * 1000
 
 
 class FetchState:
@@ -81,6 +83,16 @@ class Task:
     slices: Sequence[SliceMessage]
     compute_group_origins: Mapping[str, Mapping[str, Sequence[str]]]
     refused: Sequence[str] = ()  # why parts of the task were refused, one line each
+    scheduler_config: Mapping[str, Any] = field(default_factory=dict)  # Soteria's tuning
+
+    def origin_grants(self) -> Iterator[tuple[str, str]]:
+        """(origin, purpose) pairs the task's compute groups are allowed; malformed ones skipped."""
+        for purposes in self.compute_group_origins.values():
+            if not isinstance(purposes, Mapping):
+                continue
+            for purpose, urls in purposes.items():
+                if isinstance(urls, list):
+                    yield from ((url, str(purpose)) for url in urls if isinstance(url, str))
 
 
 def parse_task(payload: object, known_jobs: Mapping[str, JobMessage]) -> Task | None:
@@ -121,8 +133,14 @@ def parse_task(payload: object, known_jobs: Mapping[str, JobMessage]) -> Task | 
             except TaskError as error:
                 refused.append(f"job {job_id}: {error}")
     origins = body.get("computeGroupOrigins") or {}
+    scheduler_config = body.get("schedulerConfig") or {}
     return Task(
-        Verbatim(authorization), jobs, slices, origins if isinstance(origins, Mapping) else {}, refused
+        Verbatim(authorization),
+        jobs,
+        slices,
+        origins if isinstance(origins, Mapping) else {},
+        refused,
+        scheduler_config if isinstance(scheduler_config, Mapping) else {},
     )
 
 
@@ -224,3 +242,18 @@ def work_emit_body(
         "worker": worker_id,
         "authorizationMessage": authorization,
     }
+
+
+def soteria_period(scheduler_config: Mapping[str, Any]) -> float:
+    """Seconds between notifications of held slices, as a task's ``schedulerConfig`` sets them
+    (dcp-client: ``shared.frequencyMs`` times ``shared.debuggingFactor``, 4 minutes if unset)."""
+    shared = scheduler_config.get("shared")
+    shared = shared if isinstance(shared, Mapping) else {}
+
+    def positive(name: str, default: float) -> float:
+        value = shared.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return default
+
+    return positive("frequencyMs", DEFAULT_SOTERIA_MS) * positive("debuggingFactor", 1.0) / 1000

@@ -29,7 +29,8 @@
  *                                                "address" when there is one) unless it verifies
  *   keystoreNew  {path, passphrase}           -> {address}
  *   keystoreRead {path, passphrase}           -> {address, privateKeyAddress, label}
- *   addJob       {workFunction, slices, arguments?, delivery?, jobId?, name?, slicesPerTask?, faults?}
+ *   addJob       {workFunction, slices, arguments?, delivery?, jobId?, name?, slicesPerTask?, faults?,
+ *                 artifactHost?, origins?, schedulerConfig?}
  *                                             -> {jobId}; serve a job (see "Job mode" below)
  *   fault        {jobId, ...faults}           -> {faults}; change a job's faults (a null clears one)
  *   jobStatus    {jobId}                      -> {jobId, sliceCount, pending:[n], held:[n], holders:{n: workerId},
@@ -58,7 +59,10 @@
  * Values (arguments, data, results) are KVIN v9 (kvin@9). With delivery "http" (the default) the work
  * function, arguments and data are served from the double's origin at /job-<jobId>/work-function.js
  * (application/javascript), /job-<jobId>/argument/<k> and /job-<jobId>/slice/<n> (application/x-kvin);
- * with "data" they are data: URIs escaped as encodeURI does. /etc/dcp-config.kvin is the scheduler's
+ * with "data" they are data: URIs escaped as encodeURI does. artifactHost (e.g. "localhost") names the
+ * double by another host in those URLs, another origin than the scheduler's; origins ({purpose:[url]})
+ * go in the task's computeGroupOrigins for the double's compute group, and schedulerConfig in its
+ * body, whenever a task carries the job's slices. /etc/dcp-config.kvin is the scheduler's
  * web config: every service (taskDistributor, resultSubmitter, eventRouter, packageManager, ...) at the
  * double's own URL, and scheduler.compatibility.minimum.dcp.
  * Faults (addJob's "faults", or the fault command): badDatum:[n] (the datum is not KVIN),
@@ -76,6 +80,7 @@
  *                                                          Connection shut down over it)
  *   {"event":"disconnect","dcpsid"}                        a session lost its socket
  *   {"event":"closed","dcpsid","reason","code"}            a Connection closed
+ *   {"event":"taskRequest","dcpsid","data"}                job mode: a requestTask@3's data, as received
  *   {"event":"task","dcpsid","workerId","slices"}          job mode: slices ({jobId:[n]}) were handed out
  *   {"event":"result","jobId","sliceNumber","count","authorizationOk","decodeError"}
  *   {"event":"return","workerId","slices","reason"}        slices went back to pending
@@ -414,7 +419,10 @@ function dataUri(mediaType, text)
 
 function artifactUrl(job, name)
 {
-  return new URL(`job-${job.id}/${name}`, String(target.url)).href;
+  const url = new URL(`job-${job.id}/${name}`, String(target.url));
+  if (job.artifactHost)
+    url.hostname = job.artifactHost;
+  return url.href;
 }
 
 /** The body and content type of a job artifact ("work-function.js", "argument/K", "slice/N"), or null. */
@@ -553,6 +561,13 @@ function addJob(cmd)
   if (jobs.has(id))
     throw new Error(`job ${id} exists already`);
   const name = cmd.name === undefined ? `scheduler double job ${id}` : String(cmd.name);
+  if (cmd.artifactHost !== undefined && !/^[A-Za-z0-9.-]+$/.test(String(cmd.artifactHost)))
+    throw new Error('artifactHost must be a host name');
+  for (const [option, value] of [['origins', cmd.origins], ['schedulerConfig', cmd.schedulerConfig]])
+  {
+    if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value)))
+      throw new Error(`${option} must be an object`);
+  }
 
   const job = {
     id,
@@ -568,6 +583,9 @@ function addJob(cmd)
     emits:         [],    /* workEmit data */
     results:       [],    /* one record per result request */
     firstResultSeen: false,
+    artifactHost:    cmd.artifactHost,
+    origins:         cmd.origins,
+    schedulerConfig: cmd.schedulerConfig,
   };
   cmd.slices.forEach((datum, index) => {
     job.slices.set(index + 1, {
@@ -719,14 +737,15 @@ async function answerRequestTask(conn, data)
 {
   data = data || {};
   taskRequests.push({ dcpsid: conn.dcpsid, owner: peerAddressOf(conn), time: Date.now() / 1000, data });
+  emitLine({ event: 'taskRequest', dcpsid: conn.dcpsid, data });
   const fetchState = Number(data.fetchState) || 0;
   const workerId = workerIdOf(data);
 
   if ((fetchState & (FETCH_RETURN_ALL_SLICES | FETCH_STARTUP_CHECK)) && workerId)
     returnAllSlicesOf(workerId, fetchState & FETCH_RETURN_ALL_SLICES ? 'returnAllSlices' : 'startupCheck');
 
-  const authSlices = {}, newJobs = {}, task = {};
-  let garbage = false;
+  const authSlices = {}, newJobs = {}, task = {}, computeGroupOrigins = {};
+  let garbage = false, schedulerConfig;
   if (fetchState & FETCH_NORMAL)
   {
     const onlyJobs = Array.isArray(data.jobIds) && data.jobIds.length ? data.jobIds : null;
@@ -752,6 +771,10 @@ async function answerRequestTask(conn, data)
        * newJobs (and merges the message into a job it already knows). */
       newJobs[job.id] = jobMessage(job);
       task[job.id] = picked.map(n => sliceMessage(job, n));
+      if (job.origins)
+        computeGroupOrigins[COMPUTE_GROUP_ID] = Object.assign(computeGroupOrigins[COMPUTE_GROUP_ID] || {}, job.origins);
+      if (job.schedulerConfig)
+        schedulerConfig = job.schedulerConfig;
       garbage = garbage || Boolean(job.faults.badSignature);
     }
   }
@@ -761,7 +784,10 @@ async function answerRequestTask(conn, data)
   if (!Object.keys(task).length)
     return Object.assign(authorizationMessage, { body: {} }); /* no work: no body.newJobs */
   emitLine({ event: 'task', dcpsid: conn.dcpsid, workerId, slices: authSlices });
-  return Object.assign(authorizationMessage, { body: { newJobs, task, computeGroupOrigins: {} } });
+  const body = { newJobs, task, computeGroupOrigins };
+  if (schedulerConfig)
+    body.schedulerConfig = schedulerConfig;
+  return Object.assign(authorizationMessage, { body });
 }
 
 /** Decode resultV2: a KVIN-marshalled {string, method, MIMEType} whose string is JSON or KVIN text. */
