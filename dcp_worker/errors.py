@@ -31,6 +31,16 @@ from __future__ import annotations
 class DCPWorkerError(Exception):
     """Base class of every error this package raises."""
 
+    exit_status = 2  # what the command line exits with when it stops on this error
+
+
+class WorkerStartError(DCPWorkerError):
+    """The worker could not start; ``exit_status`` is dcp-worker's for the cause."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
 
 class UsageError(DCPWorkerError, ValueError):
     """An option or an input file is wrong; the message names it."""

@@ -32,9 +32,9 @@ def run_cli(home: Path, *args: str, **extra_environment: str) -> subprocess.Comp
     )
 
 
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The single error line of a run that failed with status 2 (asserting that it did)."""
-    assert result.returncode == 2, result
+def one_line_error(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
+    """The single error line of a run that failed with ``status`` (asserting that it did)."""
+    assert result.returncode == status, result
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), result.stderr

@@ -108,21 +108,25 @@ def test_a_stop_signal_leaves_every_slice_submitted_or_returned_once(
 
 
 @pytest.mark.parametrize(
-    ("args", "words"),
+    ("args", "words", "status"),
     [
-        ((), "id.keystore: no such keystore"),
-        (("--identityKey", "11" * 32), "no payment address: give --paymentAddress"),
-        (("--identityKey", "zz"), "64 hexadecimal digits"),
-        (("--maxSandboxes", "-1"), "maxSandboxes: expected a whole number of at least 0"),
-        (("--paymentAddress", "0x12"), "paymentAddress: not an Ethereum address"),
-        (("--join", "nosecret"), "join: expected joinKey,joinSecret"),
-        (("--output", "dashboard", "--identityKey", "11" * 32), "--output dashboard is not built yet"),
-        (("--showConfig", "nonsense"), "no setting 'nonsense'"),
-        (("--config", "/nonexistent.toml"), "no such configuration file"),
+        ((), "id.keystore: no such keystore", 5),  # dcp-worker's status for an unreadable keystore
+        (("--identityKey", "11" * 32), "no payment address: give --paymentAddress", 1),
+        (("--identityKey", "zz"), "64 hexadecimal digits", 5),
+        (("--maxSandboxes", "-1"), "maxSandboxes: expected a whole number of at least 0", 1),
+        (("--paymentAddress", "0x12"), "paymentAddress: not an Ethereum address", 1),
+        (("--join", "nosecret"), "join: expected joinKey,joinSecret", 1),
+        (("--output", "dashboard", "--identityKey", "11" * 32), "--output dashboard needs a terminal", 1),
+        (("--output", "syslog", "--syslogTransport", "unix", "--syslogAddress", "/nonexistent/log"),
+         "cannot reach syslog at unix /nonexistent/log", 1),
+        (("--output", "syslog", "--syslogTransport", "tcp", "--syslogAddress", "127.0.0.1", "--syslogPort", "9"),
+         "cannot reach syslog at tcp 127.0.0.1:9", 1),
+        (("--showConfig", "nonsense"), "no setting 'nonsense'", 1),
+        (("--config", "/nonexistent.toml"), "no such configuration file", 1),
     ],
 )
-def test_bad_starts_are_one_line_errors(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
-    assert words in one_line_error(run_cli(tmp_path, *args))
+def test_bad_starts_are_one_line_errors(tmp_path: Path, args: tuple[str, ...], words: str, status: int) -> None:
+    assert words in one_line_error(run_cli(tmp_path, *args), status)
 
 
 def test_show_and_dump_config(tmp_path: Path) -> None:
@@ -218,7 +222,7 @@ def test_the_pid_file_is_held_for_the_run(
     refused = run_cli(
         tmp_path, "--pidFile", str(pid_file), "--identityKey", "11" * 32, "--paymentAddress", PAYMENT
     )
-    assert f"process {worker.proc.pid} is still running" in one_line_error(refused)
+    assert f"process {worker.proc.pid} is still running" in one_line_error(refused, 1)
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
     assert not pid_file.exists()
@@ -250,7 +254,7 @@ def test_an_unreachable_scheduler_is_one_line_after_the_banner(tmp_path: Path) -
         "--paymentAddress",
         PAYMENT,
     )
-    assert result.returncode == 2
+    assert result.returncode == 1  # dcp-worker's status when the scheduler's configuration cannot be had
     assert "Starting DCP Worker" in result.stdout
     [line] = result.stderr.splitlines()
     assert line.startswith(

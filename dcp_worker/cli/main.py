@@ -37,7 +37,7 @@ def run() -> None:
     try:
         status = command.main(prog_name="dcp-worker", standalone_mode=False)
     except DCPWorkerError as error:
-        fail(str(error))
+        fail(str(error), error.exit_status)
     except typer.TyperException as error:
         message = getattr(error, "format_message", error.__str__)()
         if type(error).__name__ == "NoArgsIsHelpError":

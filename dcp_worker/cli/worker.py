@@ -12,14 +12,17 @@ import secrets
 import signal
 import string
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from dcp_worker import __version__
-from dcp_worker.errors import KeystoreError, UsageError
+from dcp_worker.cli.dashboard import Dashboard
+from dcp_worker.cli.worker_output import chosen_output, log_handler, status_report
+from dcp_worker.errors import ConnectError, IdentityError, KeystoreError, UsageError, WorkerStartError
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.identity_cache import FILE_NAME as IDENTITY_CACHE_FILE
 from dcp_worker.protocol.identity_cache import IdentityCache
@@ -37,9 +40,14 @@ from dcp_worker.worker.runner import StopControl, WorkerRun
 log = logging.getLogger("dcp_worker")
 
 WORKER_ID_ALPHABET = string.ascii_letters + string.digits
+DASHBOARD_REFRESH_SECONDS = 1.0
 DEFAULTS = WorkerConfig()
 DEFAULT_UTILIZATION = f"{DEFAULTS.utilization_cpu:g},{DEFAULTS.utilization_gpu:g}"
 EXIT_SIGNALLED = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGQUIT: 131}
+# dcp-worker's exit statuses: 1 for a bad configuration or an unusable scheduler, 5 for what it
+# calls unhandled errors, a keystore that cannot be read among them.
+EXIT_USAGE = 1
+EXIT_FATAL = 5
 
 
 def _show_version(value: bool) -> None:
@@ -82,7 +90,11 @@ def worker_options(
     output: Annotated[
         str | None,
         typer.Option(
-            "--output", "-o", metavar="MODE", help="console or logfile (detect: console) [default: detect]."
+            "--output",
+            "-o",
+            metavar="MODE",
+            help="console, dashboard, syslog or logfile"
+            " [default: detect: the dashboard on a UTF-8 terminal, else console].",
         ),
     ] = None,
     join: Annotated[
@@ -125,7 +137,7 @@ def worker_options(
     ] = None,
     report_interval: Annotated[
         float | None,
-        typer.Option("--reportInterval", metavar="SECONDS", help="Print a status report (not built yet)."),
+        typer.Option("--reportInterval", metavar="SECONDS", help="Print a status report every SECONDS."),
     ] = None,
     logfile: Annotated[
         str | None,
@@ -200,14 +212,26 @@ def worker_options(
         "pidFile": pid_file,
         "scheduler": scheduler,
     }
+    try:
+        status = _configured(given, config_file, dump_config, show_config)
+    except (UsageError, ConnectError) as error:
+        raise WorkerStartError(str(error), EXIT_USAGE) from None
+    except IdentityError as error:
+        raise WorkerStartError(str(error), EXIT_FATAL) from None
+    raise typer.Exit(status)
+
+
+def _configured(
+    given: dict[str, Any], config_file: Path | None, dump_config: bool, show_config: str | None
+) -> int:
     config = load_config({name: value for name, value in given.items() if value is not None}, config_file)
     if dump_config:
         typer.echo(json.dumps(config.as_settings(), indent=2))
-        return
+        return 0
     if show_config is not None:
         _show(config, show_config)
-        return
-    raise typer.Exit(run_worker(config))
+        return 0
+    return run_worker(config)
 
 
 def _show(config: WorkerConfig, name: str) -> None:
@@ -272,13 +296,44 @@ def run_worker(config: WorkerConfig) -> int:
 
 
 def _start(config: WorkerConfig) -> int:
-    _start_logging(config)
-    if config.report_interval is not None:
-        log.warning(" ! --reportInterval is not built yet; no status reports will be printed")
+    mode = chosen_output(config)
+    handler = log_handler(config, mode) if mode != "dashboard" else None
+    _use_log_handler(handler or logging.NullHandler(), config.verbose)
     identity = load_identity(config)
     address = payment_address(config)
     wid = worker_id()
+    dashboard = None
+    if mode == "dashboard":
+        dashboard = Dashboard(
+            {
+                "Scheduler": config.scheduler,
+                "Bank Account": address,
+                "Identity": identity.address,
+                "Jobs": ", ".join(config.job_ids) or "<any>",
+                "Compute Groups": f"{len(config.join) + (0 if config.leave_public_group else 1)}",
+                "Global Compute Group": "no" if config.leave_public_group else "yes",
+                "Worker Id": wid,
+            }
+        )
+        _use_log_handler(dashboard.handler, config.verbose)
+    try:
+        return _announce_and_run(config, identity, address, wid, mode, dashboard)
+    finally:
+        if dashboard is not None:
+            dashboard.close()
+
+
+def _announce_and_run(
+    config: WorkerConfig, identity: Identity, address: str, wid: str, mode: str, dashboard: Dashboard | None
+) -> int:
     cpu, gpu = config.effective_cores()
+    if config.public_group_fallback and config.leave_public_group:
+        log.warning(
+            " ! Global Group fallback has been requested,"
+            " but the global group is blocked by local configuration"
+        )
+    if config.report_interval is not None and dashboard is not None:
+        log.warning(" ! Ignoring --reportInterval in dashboard output mode")
     for line in (
         f" * Starting DCP Worker {wid}",
         f" . Configured for scheduler {config.scheduler}",
@@ -294,18 +349,27 @@ def _start(config: WorkerConfig) -> int:
             if config.join
             else []
         ),
+        *(
+            [" . Falling back on global group when preferred groups have no work"]
+            if config.public_group_fallback and not config.leave_public_group
+            else []
+        ),
         *([" . Leaving the global compute group"] if config.leave_public_group else []),
         f" . Effective Cores: {{ cpu: {cpu:g}, gpu: {gpu:g} }}",
         f" . Maximum Sandboxes: {config.sandbox_count()}",
+        f" . Output mode: {mode}",
         " * Ready.",
     ):
         log.info(line)
     options = SessionOptions(identity_cache=IdentityCache(resource_dir() / IDENTITY_CACHE_FILE))
     worker = WorkerRun(config, identity, address, wid, session_options=options)
-    return asyncio.run(_run(worker, config.cleanup_timeout))
+    report_every = config.report_interval if dashboard is None else None
+    return asyncio.run(_run(worker, config.cleanup_timeout, report_every, dashboard))
 
 
-async def _run(worker: WorkerRun, cleanup_timeout: float) -> int:
+async def _run(
+    worker: WorkerRun, cleanup_timeout: float, report_every: float | None, dashboard: Dashboard | None
+) -> int:
     stop = StopControl()
     loop = asyncio.get_running_loop()
     received: list[signal.Signals] = []
@@ -328,13 +392,49 @@ async def _run(worker: WorkerRun, cleanup_timeout: float) -> int:
     for signum in EXIT_SIGNALLED:
         loop.add_signal_handler(signum, on_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, _reopen_log)
-    await worker.run(stop)
+    started = time.monotonic()
+    shows: list[asyncio.Task[None]] = []
+    if report_every is not None:
+        shows.append(
+            asyncio.create_task(
+                _every(report_every, lambda: log.info(status_report(worker.status(), started)))
+            )
+        )
+    if dashboard is not None:
+        shows.append(
+            asyncio.create_task(_every(DASHBOARD_REFRESH_SECONDS, lambda: dashboard.update(worker.status())))
+        )
+    try:
+        await worker.run(stop)
+    except ConnectError:
+        raise
+    except Exception as error:  # a bug, or a scheduler that broke a rule: stop, and say so
+        cause = _first_leaf(error)
+        log.error(" ! trapped unhandled error -- stopping worker: %s: %s", type(cause).__name__, cause)
+        log.debug("the error's traceback:", exc_info=cause)
+        return EXIT_FATAL
+    finally:
+        for show in shows:
+            show.cancel()
+        await asyncio.gather(*shows, return_exceptions=True)
     log.info(
         " * Worker has stopped: %d slices submitted, %d returned",
         worker.ledger.submitted,
         worker.ledger.returned,
     )
     return 0
+
+
+async def _every(seconds: float, show: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        show()
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 def _reopen_log() -> None:
@@ -350,22 +450,10 @@ def _cleanup_expired(signum: signal.Signals) -> None:
     os._exit(EXIT_SIGNALLED.get(signum, 1))
 
 
-def _start_logging(config: WorkerConfig) -> None:
-    if config.output in ("syslog", "dashboard"):
-        raise UsageError(f"--output {config.output} is not built yet; use console or logfile")
-    level = logging.DEBUG if config.verbose else logging.INFO
-    if config.output == "logfile":
-        try:
-            handler: logging.Handler = logging.FileHandler(config.logfile)
-        except OSError as error:
-            raise UsageError(f"--logfile {config.logfile}: cannot open it: {error.strerror}") from None
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+def _use_log_handler(handler: logging.Handler, verbose: int) -> None:
     root = logging.getLogger("dcp_worker")
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
 
 

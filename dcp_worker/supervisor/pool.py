@@ -108,6 +108,15 @@ class SandboxPool:
         self.close()
         await self.serve(report)
 
+    @property
+    def sandboxes_up(self) -> int:
+        return self._hosts_up
+
+    @property
+    def waiting(self) -> int:
+        """Slices queued, not yet sent to a host."""
+        return self._waiting_slices()
+
     def add(self, numbers: Sequence[int], data: Sequence[Any]) -> None:
         """Queue slice ``numbers[i]`` on ``data[i]`` (tagged JSON) for every i."""
         if len(numbers) != len(data):

@@ -44,6 +44,7 @@ from dcp_worker.worker.config import WorkerConfig
 from dcp_worker.worker.ledger import HeldSlice, Ledger
 from dcp_worker.worker.reports import NO_PROGRESS, Emit, error_result, failure_code, metrics, slice_emits
 from dcp_worker.worker.services import Services, discover
+from dcp_worker.worker.status import JobActivity, WorkerStatus
 from dcp_worker.worker.task import (
     CAPABILITIES,
     FetchState,
@@ -118,7 +119,35 @@ class WorkerRun:
         self._soteria_seconds = soteria_period({})
         self._last_soteria = time.monotonic()
         self._public_group_now = not config.leave_public_group
+        self._state = "Idle"
+        self._earned = 0.0
+        self._last_task: tuple[float, int, int] | None = None  # when, slices, jobs
         self.on_slice_done: Callable[[SliceMessage, bool], None] = lambda message, ok: None
+
+    def status(self) -> WorkerStatus:
+        jobs = tuple(
+            JobActivity(
+                job_id,
+                job.message.name,
+                job.pool.sandboxes_up if job.pool is not None else 0,
+                job.pool.waiting if job.pool is not None else 0,
+                len(self.ledger.held(job_id)),
+            )
+            for job_id, job in self._jobs.items()
+        )
+        when, slices, job_count = self._last_task or (None, 0, 0)
+        fetching = self._state == "Fetching Work..."
+        return WorkerStatus(
+            self._state if fetching or not len(self.ledger) else "Working",
+            len(self.ledger),
+            self.ledger.submitted,
+            self.ledger.returned,
+            self._earned,
+            when,
+            slices,
+            job_count,
+            jobs,
+        )
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -201,13 +230,17 @@ class WorkerRun:
                 fetch_state |= FetchState.STARTUP_CHECK
             elif self._soteria_due():
                 fetch_state |= FetchState.NOTIFY_SOTERIA
+            self._state = "Fetching Work..."
             try:
                 task = await self._request_task(fetch_state)
             except ProtocolError as error:
                 log.warning(" ! Could not fetch a task: %s", error)
                 task = None
             first = False
-            self._fallback(task is not None and len(task.slices) > 0)
+            got_work = task is not None and len(task.slices) > 0
+            self._state = "Idle" if got_work else "No Work Available"
+            self._last_task = (time.time(), len(task.slices) if task else 0, len(task.jobs) if task else 0)
+            self._fallback(got_work)
             if task is None:
                 self._room.clear()
                 await self._wait_for_room(WATCHDOG_SECONDS)
@@ -469,15 +502,27 @@ class WorkerRun:
         )
         number = held.message.number
         try:
-            await self._rs.request("result", body)
+            answer = await self._rs.request("result", body)
         except ProtocolError as error:
             log.warning(" ! Result of slice %d of %s refused: %s", number, job.name, error)
             await self._return(job.job_id, [number], "EResultSubmission")
             return
         if self.ledger.settle(job.job_id, number, submitted=True) is not None:
             log.info(" * Slice Completed: slice %d, %s", number, job.name)
+            self._paid(answer, job)
             self.on_slice_done(held.message, True)
             self._room.set()
+
+    def _paid(self, answer: Any, job: JobMessage) -> None:
+        amount = answer.get("slicePaymentAmount") if isinstance(answer, dict) else None
+        try:
+            paid = float(amount) if amount is not None else 0.0
+        except (TypeError, ValueError):
+            log.warning(" ! Failed to parse payment: %r", amount)
+            return
+        if paid:
+            self._earned += paid
+            log.debug(" . Payment: %s ⊇ %s", amount, job.job_id[:8])
 
     async def _reject_job(self, job: JobMessage, reason: str) -> None:
         """work.reject(): as dcp-client does, give the whole job back and ask for it no more."""
