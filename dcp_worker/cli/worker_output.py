@@ -52,14 +52,28 @@ class LineSysLogHandler(logging.handlers.SysLogHandler):
             super().emit(single)
 
 
+def _probe_unix_socket(path: str) -> None:
+    """Raise the ``OSError`` of connecting to ``path``, as a datagram socket or a stream one."""
+    failure: OSError | None = None
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(path)
+                return
+            except OSError as error:
+                failure = failure or error
+    assert failure is not None
+    raise failure
+
+
 def _syslog_handler(config: WorkerConfig) -> logging.Handler:
     where = f"{config.syslog_transport} {config.syslog_address}"
     facility = logging.handlers.SysLogHandler.facility_names[config.syslog_facility]
     try:
         if config.syslog_transport == "unix":
-            handler = LineSysLogHandler(address=config.syslog_address, facility=facility)
             # The handler keeps quiet when it cannot connect; a worker that is starting should not.
-            handler._connect_unixsocket(config.syslog_address)
+            _probe_unix_socket(config.syslog_address)
+            handler = LineSysLogHandler(address=config.syslog_address, facility=facility)
         else:
             where += f":{config.syslog_port}"
             handler = LineSysLogHandler(
