@@ -74,6 +74,14 @@ class JobValueError(DCPWorkerError, ValueError):
     """A job's work function, argument or datum that cannot be fetched or read: a bad URI, a
     refused origin, an HTTP failure, or a body that is not what its media type says."""
 
+    code = "EJOBFETCH"  # the reason DCP gives when returning the job's slices
+
+
+class ModuleError(JobValueError):
+    """A module a job depends on that the package manager cannot locate, or that cannot be fetched."""
+
+    code = "ENOMODULE"
+
 
 class IdentityError(DCPWorkerError, ValueError):
     """A private key or an address that cannot be used; the message says why."""

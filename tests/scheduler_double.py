@@ -594,6 +594,7 @@ class SchedulerDouble(JsonLinesProcess):
         artifact_host: str | None = None,
         origins: dict[str, list[str]] | None = None,
         scheduler_config: dict[str, Any] | None = None,
+        modules: dict[str, str | None] | None = None,
     ) -> str:
         """Serve a job as a scheduler would; return its id (22 random letters and digits by default).
 
@@ -607,6 +608,7 @@ class SchedulerDouble(JsonLinesProcess):
         ``artifact_host`` names the double by another host (another origin) in the job's URLs;
         ``origins`` ({purpose: [url]}) and ``scheduler_config`` go in every task with the job's
         slices, as the compute group's ``computeGroupOrigins`` and the body's ``schedulerConfig``.
+        ``modules`` ({name: CommonJS source}) are the job's dependencies, located by fetchModuleURL.
         """
         fields: dict[str, Any] = {"workFunction": work_function, "slices": list(slices), "delivery": delivery}
         if arguments is not None:
@@ -625,6 +627,8 @@ class SchedulerDouble(JsonLinesProcess):
             fields["origins"] = origins
         if scheduler_config is not None:
             fields["schedulerConfig"] = scheduler_config
+        if modules is not None:
+            fields["modules"] = modules
         return str(self.command("addJob", **fields)["jobId"])
 
     def fault(self, job_id: str, **faults: Any) -> JobFaults:

@@ -101,7 +101,9 @@ def test_work_reject_gives_the_job_back_and_asks_for_it_no_more(
     )
     other = double.add_job("function (x) { progress(); return -x; }", [1, 2])
     worker = start_worker(double, "--maxSandboxes", "1")
-    double.wait_event(lambda e: e.get("event") == "return" and job in e["slices"] and e["reason"] == "EWORKREJECT")
+    double.wait_event(
+        lambda e: e.get("event") == "return" and job in e["slices"] and e["reason"] == "EWORKREJECT"
+    )
     results(double, other, 2)
     double.wait_event(
         lambda e: e.get("event") == "taskRequest" and job in e["data"].get("rejectedJobs", []), timeout=30
@@ -109,7 +111,10 @@ def test_work_reject_gives_the_job_back_and_asks_for_it_no_more(
     stop(worker)
     status = double.job_status(job)
     assert status["held"] == []
-    assert 3 not in status["done"] and {r["reason"] for r in status["returns"]} <= {"EWORKREJECT", "returnAllSlices"}
+    assert 3 not in status["done"] and {r["reason"] for r in status["returns"]} <= {
+        "EWORKREJECT",
+        "returnAllSlices",
+    }
     assert "rejected by its work function: not here" in worker.output()
 
 
@@ -188,4 +193,30 @@ def test_public_group_fallback_asks_for_the_public_group_only_when_idle(
     assert keys[1] == ["scott"]  # after a task with work: one's own groups first
     assert keys[2] == ["scott", "public"]  # after an empty one: the public group again
     first = requests[0]
-    assert first["data"]["workerComputeGroups"][1]["joinHashHash"] == eh1(first["dcpsid"] + PUBLIC_GROUP.join_hash)
+    assert first["data"]["workerComputeGroups"][1]["joinHashHash"] == eh1(
+        first["dcpsid"] + PUBLIC_GROUP.join_hash
+    )
+
+
+def test_modules_come_from_the_package_manager(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    double = scheduler_double
+    job = double.add_job(
+        "function (x) { progress(); return require('triple').triple(x) + require('one').one; }",
+        [1, 2],
+        modules={"triple": "exports.triple = (x) => 3 * x;", "one": "module.exports = { one: 1 };"},
+    )
+    missing = double.add_job(
+        "function (x) { progress(); return require('nowhere'); }", [1], modules={"nowhere": None}
+    )
+    worker = start_worker(double)
+    results(double, job, 2)
+    double.wait_event(lambda e: e.get("event") == "return" and missing in e["slices"])
+    stop(worker)
+    assert double.job_status(job)["done"] == {1: 4, 2: 7}
+    returned = double.job_status(missing)["returns"]
+    assert returned and all(
+        r["reason"].startswith("ENOMODULE") for r in returned if r["reason"] != "returnAllSlices"
+    )
+    assert "the scheduler double has no module nowhere" in worker.output()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import time
@@ -42,6 +43,7 @@ from dcp_worker.worker.artifacts import ArtifactFetcher, OriginPolicy
 from dcp_worker.worker.compute_groups import request_groups
 from dcp_worker.worker.config import WorkerConfig
 from dcp_worker.worker.ledger import HeldSlice, Ledger
+from dcp_worker.worker.modules import ModuleFetcher
 from dcp_worker.worker.reports import NO_PROGRESS, Emit, error_result, failure_code, metrics, slice_emits
 from dcp_worker.worker.services import Services, discover
 from dcp_worker.worker.status import JobActivity, WorkerStatus
@@ -110,6 +112,7 @@ class WorkerRun:
         self._room = asyncio.Event()  # set when held slices fall below the fetch threshold
         self._tasks: asyncio.TaskGroup | None = None
         self._fetcher: ArtifactFetcher | None = None
+        self._modules: ModuleFetcher | None = None
         self._td: Session | None = None
         self._rs: Session | None = None
         self._er: Session | None = None
@@ -171,9 +174,13 @@ class WorkerRun:
             open_session(services.task_distributor, self.identity, options=options) as td,
             open_session(services.result_submitter, self.identity, options=options) as rs,
             open_session(services.event_router, self.identity, options=options) as er,
+            contextlib.AsyncExitStack() as package_manager,
         ):
             self._td, self._rs, self._er = td, rs, er
             self._fetcher = ArtifactFetcher(policy, http)
+            self._modules = ModuleFetcher(
+                services.package_manager, self.identity, options, self._fetcher, package_manager
+            )
             try:
                 async with asyncio.TaskGroup() as tasks:
                     self._tasks = tasks
@@ -361,7 +368,7 @@ class WorkerRun:
 
     async def _job(self, job_id: str) -> _JobRun:
         """The job's run, its work function and arguments fetched and its pool serving."""
-        assert self._tasks is not None and self._fetcher is not None
+        assert self._tasks is not None and self._fetcher is not None and self._modules is not None
         job = self._jobs.get(job_id)
         if job is not None:
             await job.ready.wait()
@@ -377,15 +384,18 @@ class WorkerRun:
                 while len(arguments) <= index:
                     arguments.append(None)
                 arguments[index] = await self._fetcher.fetch(uri, "fetchArguments")
+            modules = await self._modules.modules(message.dependencies) if message.dependencies else {}
             spec = JobSpec(
                 work_function=source,
                 filename=f"{job_id}.js",
                 arguments=[to_json(argument) for argument in arguments],
                 public={key: str(value) for key, value in message.public.items() if isinstance(value, str)},
                 strict=message.use_strict,
+                modules=modules,
             )
         except DCPWorkerError as error:
-            job.broken = f"EJOBFETCH: {error}"
+            code = error.code if isinstance(error, JobValueError) else JobValueError.code
+            job.broken = f"{code}: {error}"
             log.warning(" ! Job %s cannot run: %s", message.name, error)
             # Forgotten once its slices are returned, so that a later task tries it again.
             del self._jobs[job_id]

@@ -29,6 +29,7 @@ class Services:
     task_distributor: str
     result_submitter: str
     event_router: str
+    package_manager: str
 
 
 async def discover(http: aiohttp.ClientSession, scheduler: str, timeout: float = 60.0) -> Services:
@@ -59,7 +60,7 @@ async def discover(http: aiohttp.ClientSession, scheduler: str, timeout: float =
     )
 
 
-_SERVICE_NAMES = ("taskDistributor", "resultSubmitter", "eventRouter")
+_SERVICE_NAMES = ("taskDistributor", "resultSubmitter", "eventRouter", "packageManager")
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

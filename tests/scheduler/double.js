@@ -30,7 +30,7 @@
  *   keystoreNew  {path, passphrase}           -> {address}
  *   keystoreRead {path, passphrase}           -> {address, privateKeyAddress, label}
  *   addJob       {workFunction, slices, arguments?, delivery?, jobId?, name?, slicesPerTask?, faults?,
- *                 artifactHost?, origins?, schedulerConfig?}
+ *                 artifactHost?, origins?, schedulerConfig?, modules?}
  *                                             -> {jobId}; serve a job (see "Job mode" below)
  *   fault        {jobId, ...faults}           -> {faults}; change a job's faults (a null clears one)
  *   jobStatus    {jobId}                      -> {jobId, sliceCount, pending:[n], held:[n], holders:{n: workerId},
@@ -62,7 +62,10 @@
  * with "data" they are data: URIs escaped as encodeURI does. artifactHost (e.g. "localhost") names the
  * double by another host in those URLs, another origin than the scheduler's; origins ({purpose:[url]})
  * go in the task's computeGroupOrigins for the double's compute group, and schedulerConfig in its
- * body, whenever a task carries the job's slices. /etc/dcp-config.kvin is the scheduler's
+ * body, whenever a task carries the job's slices. modules ({name: source}) become the job's dependencies;
+ * fetchModuleURL {modules:[name]} locates each at /job-<jobId>/module/<name> (application/javascript),
+ * as {<jobId>: {name: url}}, or answers an ENOENT error when one is unknown (a null source: a
+ * dependency the package manager cannot locate). /etc/dcp-config.kvin is the scheduler's
  * web config: every service (taskDistributor, resultSubmitter, eventRouter, packageManager, ...) at the
  * double's own URL, and scheduler.compatibility.minimum.dcp.
  * Faults (addJob's "faults", or the fault command): badDatum:[n] (the datum is not KVIN),
@@ -430,6 +433,9 @@ function artifactBody(job, name)
 {
   if (name === 'work-function.js')
     return { type: 'application/javascript', body: job.workFunction };
+  const module = /^module\/(.+)$/.exec(name);
+  if (module && typeof job.modules[module[1]] === 'string')
+    return { type: 'application/javascript', body: job.modules[module[1]] };
   let match = /^argument\/(\d+)$/.exec(name);
   if (match && Number(match[1]) < job.arguments.length)
     return { type: 'application/x-kvin', body: kvin.serialize(job.arguments[Number(match[1])]) };
@@ -563,7 +569,7 @@ function addJob(cmd)
   const name = cmd.name === undefined ? `scheduler double job ${id}` : String(cmd.name);
   if (cmd.artifactHost !== undefined && !/^[A-Za-z0-9.-]+$/.test(String(cmd.artifactHost)))
     throw new Error('artifactHost must be a host name');
-  for (const [option, value] of [['origins', cmd.origins], ['schedulerConfig', cmd.schedulerConfig]])
+  for (const [option, value] of [['origins', cmd.origins], ['schedulerConfig', cmd.schedulerConfig], ['modules', cmd.modules]])
   {
     if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value)))
       throw new Error(`${option} must be an object`);
@@ -586,6 +592,7 @@ function addJob(cmd)
     artifactHost:    cmd.artifactHost,
     origins:         cmd.origins,
     schedulerConfig: cmd.schedulerConfig,
+    modules:         cmd.modules || {},
   };
   cmd.slices.forEach((datum, index) => {
     job.slices.set(index + 1, {
@@ -615,7 +622,7 @@ function jobMessage(job)
     codeLocation:      artifactLocation(job, 'work-function.js'),
     argumentsLocation: job.arguments.map((_, k) => ({ argIndex: k, value: artifactLocation(job, `argument/${k}`) })),
     useStrict:         false,
-    dependencies:      [],
+    dependencies:      Object.keys(job.modules),
     requirePath:       [],
     modulePath:        [],
     public:            { name: job.name, description: 'a job served by the scheduler double', link: '' },
@@ -790,6 +797,20 @@ async function answerRequestTask(conn, data)
   return Object.assign(authorizationMessage, { body });
 }
 
+/** fetchModuleURL: {<jobId>: {name: url}} for modules some job has, or an ENOENT error. */
+function locateModules(names)
+{
+  const located = {};
+  for (const name of [].concat(names || []))
+  {
+    const job = [...jobs.values()].find(candidate => typeof candidate.modules[name] === 'string');
+    if (!job)
+      return Object.assign(new Error(`the scheduler double has no module ${name}`), { code: 'ENOENT' });
+    (located[job.id] = located[job.id] || {})[name] = artifactUrl(job, `module/${name}`);
+  }
+  return located;
+}
+
 /** Decode resultV2: a KVIN-marshalled {string, method, MIMEType} whose string is JSON or KVIN text. */
 function decodeResultV2(resultV2)
 {
@@ -952,7 +973,7 @@ function planJobAnswer(conn, operation, data)
         answer = {};
         break;
       case 'fetchModuleURL':
-        answer = Object.assign(new Error('the scheduler double has no modules'), { code: 'ENOENT' });
+        answer = locateModules(data && data.modules);
         break;
       default:
         throw new Error(`no job logic for ${operation}`);
