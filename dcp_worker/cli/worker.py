@@ -361,7 +361,11 @@ def _announce_and_run(
         " * Ready.",
     ):
         log.info(line)
-    options = SessionOptions(identity_cache=IdentityCache(resource_dir() / IDENTITY_CACHE_FILE))
+    # Batches of up to 100 messages, where dcp-client sends 20: a receiver takes any number, and
+    # each batch costs the scheduler one signature check and one signed ack.
+    options = SessionOptions(
+        identity_cache=IdentityCache(resource_dir() / IDENTITY_CACHE_FILE), max_messages_per_batch=100
+    )
     worker = WorkerRun(config, identity, address, wid, session_options=options)
     report_every = config.report_interval if dashboard is None else None
     return asyncio.run(_run(worker, config.cleanup_timeout, report_every, dashboard))
