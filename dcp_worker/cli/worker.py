@@ -15,12 +15,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dcp_worker import __version__
-from dcp_worker.cli.dashboard import Dashboard
 from dcp_worker.cli.worker_output import chosen_output, log_handler, status_report
 from dcp_worker.errors import ConnectError, IdentityError, KeystoreError, UsageError, WorkerStartError
 from dcp_worker.protocol.identity import Identity
@@ -36,6 +35,9 @@ from dcp_worker.protocol.keystore import (
 from dcp_worker.protocol.session import SessionOptions
 from dcp_worker.worker.config import WorkerConfig, load_config
 from dcp_worker.worker.runner import StopControl, WorkerRun
+
+if TYPE_CHECKING:
+    from dcp_worker.cli.dashboard import Dashboard
 
 log = logging.getLogger("dcp_worker")
 
@@ -304,6 +306,8 @@ def _start(config: WorkerConfig) -> int:
     wid = worker_id()
     dashboard = None
     if mode == "dashboard":
+        from dcp_worker.cli.dashboard import Dashboard  # rich costs memory; only the dashboard needs it
+
         dashboard = Dashboard(
             {
                 "Scheduler": config.scheduler,
