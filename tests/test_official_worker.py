@@ -30,6 +30,9 @@ from official_worker import (
 )
 from scheduler_double import Delivery, SchedulerDouble
 
+from dcp_worker import kvin
+from dcp_worker.jsvalues import JSError
+
 # The scheduler_double fixture lives in tests/scheduler_double.py.
 pytest_plugins = ["scheduler_double"]
 
@@ -244,3 +247,26 @@ def check_private_paths(account: pwd.struct_passwd, base: Path) -> None:
         check_readable(account, [private / "file.js"])
     (private / "file.js").chmod(0o644)
     check_readable(account, [private / "file.js"])
+
+
+def test_official_worker_submits_a_thrown_error_as_the_result(
+    scheduler_double: SchedulerDouble, official_workers: WorkerFactory
+) -> None:
+    """What this worker does too (tests/test_worker_reports.py): errors as results, and a workEmit."""
+    double = scheduler_double
+    job_id = double.add_job(
+        "function (x) { progress(); if (x === 2) throw new TypeError('two ' + x); return x; }",
+        [1, 2, 3],
+        slices_per_task=3,
+    )
+    worker = official_workers(double.url, cores=2)
+    worker.wait_results(3, timeout=90)
+    worker.stop()
+    status = double.job_status(job_id)
+    assert status["submissions"] == {1: 1, 2: 1, 3: 1}
+    error = kvin.deserialize(status["doneKvin"][2] or "")
+    assert isinstance(error, JSError)
+    assert (error.name, error.message, error.props.get("errorCode")) == ("TypeError", "two 2", "EUNCAUGHT")
+    emitted = next(e for e in status["emits"] if e["eventName"] == "error")
+    assert emitted["sliceNumber"] == 2 and emitted["payload"]["code"] == "EUNCAUGHT"
+    assert emitted["payload"]["name"] == "TypeError" and emitted["payload"]["message"] == "two 2"
