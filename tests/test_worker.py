@@ -68,6 +68,7 @@ def test_the_task_request_carries_groups_jobs_and_wage(
     assert data["minimumWage"] == {"CPU": 0, "GPU": 0, "in": 0, "out": 0}
     assert data["paymentAddress"] == PAYMENT
     assert data["capabilities"] & 64  # KVIN v9
+    assert data["worktimes"] == [{"name": "map-basic", "version": "1.0.0"}]
     assert data["fetchState"] & 1
 
 

@@ -49,6 +49,7 @@ from dcp_worker.worker.services import Services, discover
 from dcp_worker.worker.status import JobActivity, WorkerStatus
 from dcp_worker.worker.task import (
     CAPABILITIES,
+    WORKTIMES,
     FetchState,
     JobMessage,
     SliceMessage,
@@ -325,6 +326,7 @@ class WorkerRun:
             "rejectedJobs": list(self._rejected_jobs),
             "unresolvedJobs": [job_id for job_id, job in self._jobs.items() if not job.ready.is_set()],
             "fetchState": fetch_state,
+            "worktimes": list(WORKTIMES),
             "seq": self._seq,
         }
         if fetch_state & FetchState.STARTUP_CHECK:
