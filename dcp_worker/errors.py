@@ -10,6 +10,7 @@ DCPWorkerError
 ├── IdentityError          a private key or address that cannot be used
 │   └── KeystoreError      a keystore file that is damaged, missing or cannot be written
 │       └── PassphraseError    no passphrase tried unlocks the keystore
+├── ControlError           no running worker answers on the control socket, or it refused
 ├── ProtocolError          a DCP session failed, or its peer broke the protocol
 │   ├── ConnectError           the service cannot be reached, or refuses a session
 │   ├── SessionClosedError     the session ended before a request was answered
@@ -93,6 +94,10 @@ class KeystoreError(IdentityError):
 
 class PassphraseError(KeystoreError):
     """None of the passphrases tried unlocks the keystore."""
+
+
+class ControlError(DCPWorkerError):
+    """The control socket cannot be served or reached, or the worker refused the command."""
 
 
 class ProtocolError(DCPWorkerError):
