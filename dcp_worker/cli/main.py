@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from dcp_worker.cli.control import pause, resume, status
 from dcp_worker.cli.keys import keys
 from dcp_worker.cli.localexec import localexec
 from dcp_worker.cli.worker import worker_options
@@ -21,6 +22,8 @@ app = typer.Typer(
 )
 app.command()(localexec)
 app.add_typer(keys)
+for control_command in (pause, resume, status):
+    app.command()(control_command)
 
 
 app.callback()(worker_options)
