@@ -23,7 +23,7 @@ import json
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
 MAX_LINE_BYTES = 64 * 1024
 MAX_CLIENTS = 16
 IDLE_CLIENT_SECONDS = 30.0
+SETTLE_SECONDS = 5.0
 COMMANDS = ("pause", "resume", "status")
 # sun_path holds 108 bytes with its terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
@@ -57,11 +58,13 @@ def control_socket_path() -> Path:
 @dataclass(frozen=True, slots=True)
 class ControlHandlers:
     """What the commands do: ``pause`` and ``resume`` act, ``status`` gives the dict every
-    answer carries (it must be JSON-serialisable)."""
+    answer carries (it must be JSON-serialisable). ``settled``, if given, is awaited (up to
+    ``SETTLE_SECONDS``) after ``pause``/``resume`` so that the answer shows their effect."""
 
     pause: Callable[[], None]
     resume: Callable[[], None]
     status: Callable[[], dict[str, Any]]
+    settled: Callable[[], Awaitable[object]] | None = None
 
 
 def governor_handlers(governor: Governor, worker_status: Callable[[], dict[str, Any]]) -> ControlHandlers:
@@ -70,6 +73,7 @@ def governor_handlers(governor: Governor, worker_status: Callable[[], dict[str, 
         pause=governor.pause,
         resume=governor.resume,
         status=lambda: {"governor": governor.status(), **worker_status()},
+        settled=governor.settled,
     )
 
 
@@ -81,7 +85,7 @@ def _check_length(path: Path) -> None:
 # -- the server --------------------------------------------------------------------------------------
 
 
-def _answer(handlers: ControlHandlers, line: bytes) -> dict[str, Any]:
+async def _answer(handlers: ControlHandlers, line: bytes) -> dict[str, Any]:
     try:
         message = json.loads(line)
     except (ValueError, RecursionError):
@@ -90,10 +94,12 @@ def _answer(handlers: ControlHandlers, line: bytes) -> dict[str, Any]:
     if command not in COMMANDS:
         shown = json.dumps(command)[:40] if isinstance(message, dict) else "(not an object)"
         return {"ok": False, "error": f"unknown command {shown}; expected one of {', '.join(COMMANDS)}"}
-    if command == "pause":
-        handlers.pause()
-    elif command == "resume":
-        handlers.resume()
+    if command in ("pause", "resume"):
+        (handlers.pause if command == "pause" else handlers.resume)()
+        if handlers.settled is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SETTLE_SECONDS):
+                    await handlers.settled()
     return {"ok": True, "status": handlers.status()}
 
 
@@ -122,7 +128,7 @@ async def _serve_client(
                 return
             except (asyncio.IncompleteReadError, TimeoutError):
                 return
-            writer.write(json.dumps(_answer(handlers, line)).encode() + b"\n")
+            writer.write(json.dumps(await _answer(handlers, line)).encode() + b"\n")
             await writer.drain()
     except (ConnectionError, OSError):
         pass

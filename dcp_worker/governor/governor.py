@@ -138,6 +138,9 @@ class Governor:
         self._limited_since: float | None = None
         self._failing: set[str] = set()
         self._wake = asyncio.Event()
+        self._evaluated = asyncio.Event()  # pulsed by run() after each decision
+        self._evaluations_started = 0
+        self._evaluations_done = 0
         self.decision = Decision(max_sandboxes, max_sandboxes > 0, settings.cpu_cap)
 
     # -- the owner's commands ------------------------------------------------------------------
@@ -229,6 +232,14 @@ class Governor:
             "settings": self.settings.as_options(),
         }
 
+    async def settled(self) -> Decision:
+        """The first decision ``run()`` takes after this call (after its ``on_decision``): what
+        a ``pause()`` or ``resume()`` just made of the state."""
+        wanted = self._evaluations_started + 1
+        while self._evaluations_done < wanted:
+            await self._evaluated.wait()
+        return self.decision
+
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self, on_decision: Callable[[Decision], None]) -> None:
@@ -238,10 +249,14 @@ class Governor:
         last: Decision | None = None
         while True:
             self._wake.clear()
+            self._evaluations_started += 1
             decision = await asyncio.to_thread(self.evaluate)
             if decision.differs_from(last):
                 last = decision
                 on_decision(decision)
+            self._evaluations_done = self._evaluations_started
+            self._evaluated.set()
+            self._evaluated.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval):
                     await self._wake.wait()
