@@ -187,6 +187,18 @@ def test_load_average_over_the_maximum_pauses() -> None:
     assert limited.evaluate().sandboxes == 4
 
 
+def test_a_cpu_share_is_not_judged_over_too_few_ticks() -> None:
+    samples = iter(
+        [
+            CpuSample(total=1000, busy=0, ours=0),
+            CpuSample(total=1000 + TICKS // 2, busy=TICKS // 2, ours=0),  # 100% others, but half a CPU-second
+            CpuSample(total=1000 + 4 * TICKS, busy=TICKS, ours=0),  # 25% over the whole span
+        ]
+    )
+    limited = governor(maxOtherCpu=50, resumeAfter=0, sources=Sources(cpu=lambda: next(samples)))
+    assert [limited.evaluate().sandboxes for _ in range(3)] == [4, 4, 4]
+
+
 def test_other_programs_cpu_share_pauses_but_our_own_does_not() -> None:
     samples = iter(
         [

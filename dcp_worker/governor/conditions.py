@@ -5,6 +5,7 @@ the signal, not the condition) and says how many sandboxes it allows now, and wh
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 MIB = 1024 * 1024
+# One CPU-second of clock ticks, summed over all CPUs: the least time a CPU share is measured over.
+MINIMUM_SAMPLE_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +81,26 @@ class OtherCpu:
         self.maximum = maximum_percent
         self.read = read
         self._last: CpuSample | None = None
+        self._verdict = NO_LIMIT
 
     def check(self, hosts: Sequence[int]) -> Verdict:
         sample, last = self.read(), self._last
-        self._last = sample
-        if last is None or sample.total <= last.total:
+        if last is None:
+            self._last = sample
             return NO_LIMIT
+        if sample.total - last.total < MINIMUM_SAMPLE_TICKS:
+            # Checked again too soon (a command woke the governor): too few ticks to tell a
+            # share, so the last verdict stands and the next check measures from the same start.
+            return self._verdict
+        self._last = sample
         others = (sample.busy - last.busy) - max(0, sample.ours - last.ours)
         percent = 100 * max(0, others) / (sample.total - last.total)
+        self._verdict = NO_LIMIT
         if percent > self.maximum:
-            return Verdict(0, f"other programs use {percent:.0f}% of the CPUs, over {self.maximum:g}%")
-        return NO_LIMIT
+            self._verdict = Verdict(
+                0, f"other programs use {percent:.0f}% of the CPUs, over {self.maximum:g}%"
+            )
+        return self._verdict
 
 
 class Hours:

@@ -175,13 +175,13 @@ class Governor:
             verdicts.append((condition.name, verdict))
         return verdicts
 
-    def evaluate(self) -> Decision:
-        """Check every condition once and decide."""
+    def evaluate(self, hosts: Sequence[int] | None = None) -> Decision:
+        """Check every condition once and decide; ``hosts`` defaults to ``self.hosts()``."""
         now = self.clock()
         resume_now, self._resume_now = self._resume_now, False
         binding = [
             (name, verdict)
-            for name, verdict in self._verdicts(self.hosts())
+            for name, verdict in self._verdicts(self.hosts() if hosts is None else hosts)
             if verdict.limit is not None and verdict.limit < self.max_sandboxes
         ]
         target = min(
@@ -244,13 +244,15 @@ class Governor:
 
     async def run(self, on_decision: Callable[[Decision], None]) -> None:
         """Decide every ``poll_interval`` seconds (at once after ``pause()``/``resume()``) and
-        call ``on_decision`` with each decision that differs from the last. Runs until cancelled;
-        the conditions' readings are taken in a worker thread, off the event loop."""
+        call ``on_decision`` with each decision that differs from the last. Runs until cancelled.
+        The conditions read their signals in a worker thread, off the event loop; ``hosts()``
+        and ``on_decision`` are called on the loop."""
         last: Decision | None = None
         while True:
             self._wake.clear()
             self._evaluations_started += 1
-            decision = await asyncio.to_thread(self.evaluate)
+            # hosts() is the caller's: read it here, on the event loop, not in the thread.
+            decision = await asyncio.to_thread(self.evaluate, tuple(self.hosts()))
             if decision.differs_from(last):
                 last = decision
                 on_decision(decision)
