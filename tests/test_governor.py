@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from dcp_worker.errors import UsageError
 from dcp_worker.governor import Decision, Governor, GovernorSettings, Sources, Throttler, parse_hours
-from dcp_worker.governor.activity import Idle, terminal_idle, x11_idle
+from dcp_worker.governor.activity import Idle, X11Idle, terminal_idle
 from dcp_worker.governor.governor import MANUAL_PAUSE
 from dcp_worker.governor.power import on_battery
 from dcp_worker.governor.proc import (
@@ -361,18 +362,91 @@ def test_terminal_input_updates_the_access_time_the_reader_sees(tmp_path: Path) 
 
 
 def test_x11_idle_without_a_usable_display_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    x11_idle = X11Idle(clock)
     monkeypatch.delenv("DISPLAY", raising=False)
     assert x11_idle() is None
     monkeypatch.setenv("DISPLAY", "unix:/nonexistent-display-for-a-test")
     assert x11_idle() is None
     helper = subprocess.run(
         [sys.executable, "-m", "dcp_worker.governor.x_idle"],
+        input="\n",
         capture_output=True,
         text=True,
-        env={**os.environ, "DISPLAY": "unix:/nonexistent-display-for-a-test"},
         check=False,
     )
     assert (helper.returncode, helper.stdout) == (1, "")
+
+
+FAKE_POINTER_MOTION = """
+import ctypes, ctypes.util
+x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+xtst = ctypes.CDLL(ctypes.util.find_library("Xtst"))
+x11.XOpenDisplay.restype = ctypes.c_void_p
+x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
+x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+xtst.XTestFakeMotionEvent.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_ulong]
+display = x11.XOpenDisplay(None)
+assert display
+xtst.XTestFakeMotionEvent(display, -1, 10, 10, 0)
+x11.XSync(display, 0)
+x11.XCloseDisplay(display)
+"""
+
+
+@pytest.fixture
+def x_display(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A virtual X server (Xvfb), as ``$DISPLAY``."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb): the X11 idle time is not read")
+    ready_read, ready_write = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(ready_write), "-nolisten", "tcp"],
+        pass_fds=[ready_write],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(ready_write)
+    try:
+        with os.fdopen(ready_read) as ready:
+            display = f":{ready.readline().strip()}"  # written once the server takes clients
+        monkeypatch.setenv("DISPLAY", display)
+        yield display
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_x11_idle_is_read_from_the_display_and_reset_by_input(x_display: str) -> None:
+    x11_idle = X11Idle()
+    try:
+
+        def idle() -> float:
+            reading = x11_idle()
+            assert reading is not None and reading.source == "X11"
+            return reading.seconds
+
+        wait_until(lambda: idle() >= 2.0, "the display to be idle for 2 s")
+        subprocess.run([sys.executable, "-c", FAKE_POINTER_MOTION], check=True)
+        assert idle() < 2.0
+    finally:
+        x11_idle.close()
+
+
+def test_x11_idle_tries_again_later_when_the_display_goes_away(x_display: str) -> None:
+    clock = Clock()
+    x11_idle = X11Idle(clock)
+    try:
+        assert x11_idle() is not None
+        os.environ["DISPLAY"] = ":9999"  # as if the session ended (the helper keeps its own)
+        x11_idle.close()
+        assert x11_idle() is None
+        os.environ["DISPLAY"] = x_display
+        assert x11_idle() is None  # not retried at once
+        clock.now = X11Idle.RETRY_SECONDS
+        assert x11_idle() is not None
+    finally:
+        x11_idle.close()
 
 
 def test_a_signal_that_cannot_be_read_limits_nothing_and_is_reported_once(

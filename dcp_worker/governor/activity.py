@@ -6,9 +6,9 @@ dcp-evaluator-manager and ``w``/fingerd read it. The kernel rounds these updates
 The terminals of this process's own standard streams are skipped, so typing into the worker's
 own terminal (^C) is not "activity".
 
-X11: the MIT-SCREEN-SAVER extension's idle time, asked of ``$DISPLAY`` by a short-lived helper
-process (``python -m dcp_worker.governor.x_idle``): libX11 ends the process it runs in when the
-X server goes away, so the worker never opens a display itself. It needs the session's
+X11: the MIT-SCREEN-SAVER extension's idle time, asked of ``$DISPLAY`` through a helper process
+(``python -m dcp_worker.governor.x_idle``): libX11 ends the process it runs in when the X server
+goes away, so the worker never opens a display itself. It needs the session's
 ``$DISPLAY`` and X authority, which a worker started from the desktop session has and a system
 service has not.
 
@@ -19,7 +19,9 @@ bus (again only from inside the session). Neither is read; terminal input still 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import stat
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEV_PTS", "Idle", "IdleSource", "terminal_idle", "x11_idle"]
+__all__ = ["DEV_PTS", "Idle", "IdleSource", "X11Idle", "terminal_idle"]
 
 DEV_PTS = Path("/dev/pts")
 X_HELPER_TIMEOUT_SECONDS = 3.0
@@ -83,23 +85,59 @@ def terminal_idle(directory: Path = DEV_PTS, now: Callable[[], float] = time.tim
     return Idle(max(0.0, now() - latest[0]), latest[1])
 
 
-def x11_idle() -> Idle | None:
-    """The X server's idle time for ``$DISPLAY``; ``None`` without a display or one we may open."""
-    if not os.environ.get("DISPLAY"):
-        return None
-    try:
-        answer = subprocess.run(
-            [sys.executable, "-m", "dcp_worker.governor.x_idle"],
-            capture_output=True,
-            text=True,
-            timeout=X_HELPER_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if answer.returncode != 0:
-        return None
-    try:
-        return Idle(int(answer.stdout) / 1000, "X11")
-    except ValueError:
-        return None
+class X11Idle:
+    """The X server's idle time for ``$DISPLAY``, from a helper process kept for the purpose;
+    ``None`` without a display we may open. After a failure it waits ``RETRY_SECONDS`` before
+    starting the helper again (the display may come back: a new login). ``close()`` ends the
+    helper; it also ends by itself when the worker does (its input closes)."""
+
+    RETRY_SECONDS = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._helper: subprocess.Popen[str] | None = None
+        self._clock = clock
+        self._failed_at: float | None = None
+
+    def __call__(self) -> Idle | None:
+        if not os.environ.get("DISPLAY"):
+            return None
+        if self._failed_at is not None and self._clock() - self._failed_at < self.RETRY_SECONDS:
+            return None
+        try:
+            milliseconds = int(self._ask())
+        except (OSError, ValueError, TimeoutError):
+            self.close()
+            self._failed_at = self._clock()
+            return None
+        self._failed_at = None
+        return Idle(milliseconds / 1000, "X11")
+
+    def _ask(self) -> str:
+        helper = self._helper
+        if helper is None or helper.poll() is not None:
+            helper = self._helper = subprocess.Popen(
+                [sys.executable, "-m", "dcp_worker.governor.x_idle"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        assert helper.stdin is not None and helper.stdout is not None
+        helper.stdin.write("\n")
+        helper.stdin.flush()
+        readable, _, _ = select.select([helper.stdout], [], [], X_HELPER_TIMEOUT_SECONDS)
+        if not readable:
+            raise TimeoutError
+        return helper.stdout.readline()
+
+    def close(self) -> None:
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        if helper.poll() is None:
+            helper.kill()
+        helper.wait()
+        for stream in (helper.stdin, helper.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()

@@ -50,7 +50,7 @@ class Sources:
     cpu: Callable[[], CpuSample] = proc.read_cpu
     memory: Callable[[Sequence[int]], MemorySample] = proc.read_memory
     on_battery: Callable[[], bool] = power.on_battery
-    idle: tuple[IdleSource, ...] = (activity.terminal_idle, activity.x11_idle)
+    idle: tuple[IdleSource, ...] = field(default_factory=lambda: (activity.terminal_idle, activity.X11Idle()))
     now: Callable[[], datetime] = datetime.now
 
 
@@ -129,7 +129,8 @@ class Governor:
         self.settings = settings
         self.max_sandboxes = max_sandboxes
         self.hosts = hosts
-        self.conditions = build_conditions(settings, sources or Sources())
+        self.sources = sources or Sources()
+        self.conditions = build_conditions(settings, self.sources)
         self.clock = clock
         self._manual_pause = False
         self._resume_now = False
@@ -247,6 +248,14 @@ class Governor:
         call ``on_decision`` with each decision that differs from the last. Runs until cancelled.
         The conditions read their signals in a worker thread, off the event loop; ``hosts()``
         and ``on_decision`` are called on the loop."""
+        try:
+            await self._decide_forever(on_decision)
+        finally:
+            for source in self.sources.idle:
+                if isinstance(source, activity.X11Idle):
+                    source.close()
+
+    async def _decide_forever(self, on_decision: Callable[[Decision], None]) -> None:
         last: Decision | None = None
         while True:
             self._wake.clear()
