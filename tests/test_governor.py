@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 
 from dcp_worker.errors import UsageError
-from dcp_worker.governor import Decision, Governor, GovernorSettings, Sources, Throttler, parse_hours
+from dcp_worker.governor import (
+    OPTION_FIELDS,
+    OPTION_HELP,
+    Decision,
+    Governor,
+    GovernorSettings,
+    Sources,
+    Throttler,
+    parse_hours,
+)
 from dcp_worker.governor.activity import Idle, X11Idle, terminal_idle
 from dcp_worker.governor.governor import MANUAL_PAUSE
 from dcp_worker.governor.power import on_battery
@@ -104,6 +113,13 @@ def test_options_are_read_from_strings_and_toml_values() -> None:
         "Sat Sun 00:00-24:00",
     ]
     assert settings.as_options()["hours"] == "Mon Tue Wed Thu Fri 18:00-08:00, Sat Sun 00:00-24:00"
+
+
+def test_every_option_has_a_field_and_a_help_line_giving_its_default() -> None:
+    names = set(GovernorSettings.__dataclass_fields__)
+    assert set(OPTION_FIELDS.values()) == names and len(OPTION_FIELDS) == len(names)
+    assert set(OPTION_HELP) == set(OPTION_FIELDS)
+    assert all("[default: " in help for _, help in OPTION_HELP.values())
 
 
 @pytest.mark.parametrize(

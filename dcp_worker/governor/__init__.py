@@ -14,6 +14,8 @@ from dcp_worker.governor.control import (
 )
 from dcp_worker.governor.governor import Decision, Governor, Sources
 from dcp_worker.governor.settings import (
+    OPTION_FIELDS,
+    OPTION_HELP,
     OPTION_NAMES,
     GovernorSettings,
     HoursWindow,
@@ -23,6 +25,8 @@ from dcp_worker.governor.settings import (
 from dcp_worker.governor.throttle import Throttler
 
 __all__ = [
+    "OPTION_FIELDS",
+    "OPTION_HELP",
     "OPTION_NAMES",
     "ControlHandlers",
     "Decision",

@@ -17,7 +17,15 @@ from typing import Any
 
 from dcp_worker.errors import UsageError
 
-__all__ = ["OPTION_NAMES", "GovernorSettings", "HoursWindow", "parse_hours", "parse_option"]
+__all__ = [
+    "OPTION_FIELDS",
+    "OPTION_HELP",
+    "OPTION_NAMES",
+    "GovernorSettings",
+    "HoursWindow",
+    "parse_hours",
+    "parse_option",
+]
 
 DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 LOAD_PERIODS = (1, 5, 15)
@@ -175,6 +183,21 @@ _OPTIONS: dict[str, tuple[str, Callable[[object], Any]]] = {
     ),
 }
 OPTION_NAMES = tuple(_OPTIONS)
+OPTION_FIELDS = {name: field for name, (field, _) in _OPTIONS.items()}
+# For the command line: option name -> (metavar or None for a flag, help with its default).
+OPTION_HELP: dict[str, tuple[str | None, str]] = {
+    "maxLoad": ("N", "Pause while the load average is above N [default: off]."),
+    "loadPeriod": ("MINUTES", "The load average --maxLoad reads: 1, 5 or 15 [default: 1]."),
+    "maxOtherCpu": ("PERCENT", "Pause while other programs use more of all CPUs [default: off]."),
+    "cpuCap": ("PERCENT", "Run sandboxes this share of the time, stopped the rest [default: 100]."),
+    "hours": ("WINDOWS", "Work only within these hours, e.g. 'Mon-Fri 18:00-08:00' [default: always]."),
+    "maxMemoryShare": ("FRACTION", "Keep the worker's memory within this share of RAM [default: off]."),
+    "pauseOnBattery": (None, "Pause while the machine runs on battery [default: false]."),
+    "pauseWhenUserActive": ("SECONDS", "Pause until the user has been idle this long [default: off]."),
+    "resumeWithin": ("SECONDS", "Return held slices when a pause lasts longer [default: 120]."),
+    "resumeAfter": ("SECONDS", "Resume once the conditions have been clear this long [default: 30]."),
+    "governorInterval": ("SECONDS", "How often the conditions are read [default: 5]."),
+}
 # Settings that may be left unset (None: the condition is off).
 _OPTIONAL = frozenset({"max_load", "max_other_cpu", "max_memory_share", "pause_when_user_active"})
 
