@@ -105,6 +105,7 @@ class Dashboard:
             **self._facts,
             "Current Time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "Last Task Request": last,
+            "Governor": status.governor,
             "Slices in task": str(status.last_task_slices),
             "Jobs in task": str(status.last_task_jobs),
             "Slices": f"{status.working} working, {status.queued} queued, "

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dcp_worker import __version__
+from dcp_worker.cli.worker_governor import governing
 from dcp_worker.cli.worker_output import chosen_output, log_handler, status_report
 from dcp_worker.errors import ConnectError, IdentityError, KeystoreError, UsageError, WorkerStartError
+from dcp_worker.governor import OPTION_HELP as GOVERNOR_HELP
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.identity_cache import FILE_NAME as IDENTITY_CACHE_FILE
 from dcp_worker.protocol.identity_cache import IdentityCache
@@ -50,6 +52,13 @@ EXIT_SIGNALLED = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGQUIT: 131}
 # calls unhandled errors, a keystore that cannot be read among them.
 EXIT_USAGE = 1
 EXIT_FATAL = 5
+
+
+def _governor_option(name: str) -> Any:
+    metavar, text = GOVERNOR_HELP[name]
+    if metavar is None:
+        return typer.Option(f"--{name}", help=text)
+    return typer.Option(f"--{name}", metavar=metavar, help=text)
 
 
 def _show_version(value: bool) -> None:
@@ -163,6 +172,47 @@ def worker_options(
     pid_file: Annotated[
         str | None, typer.Option("--pidFile", "-f", help="Write the process id here [default: none].")
     ] = None,
+    max_load: Annotated[
+        str | None,
+        _governor_option("maxLoad"),
+    ] = None,
+    load_period: Annotated[
+        str | None,
+        _governor_option("loadPeriod"),
+    ] = None,
+    max_other_cpu: Annotated[
+        str | None,
+        _governor_option("maxOtherCpu"),
+    ] = None,
+    cpu_cap: Annotated[
+        str | None,
+        _governor_option("cpuCap"),
+    ] = None,
+    hours: Annotated[
+        list[str] | None,
+        _governor_option("hours"),
+    ] = None,
+    max_memory_share: Annotated[
+        str | None,
+        _governor_option("maxMemoryShare"),
+    ] = None,
+    pause_on_battery: Annotated[bool | None, _governor_option("pauseOnBattery")] = None,
+    pause_when_user_active: Annotated[
+        str | None,
+        _governor_option("pauseWhenUserActive"),
+    ] = None,
+    resume_within: Annotated[
+        str | None,
+        _governor_option("resumeWithin"),
+    ] = None,
+    resume_after: Annotated[
+        str | None,
+        _governor_option("resumeAfter"),
+    ] = None,
+    governor_interval: Annotated[
+        str | None,
+        _governor_option("governorInterval"),
+    ] = None,
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", metavar="URL", help=f"Scheduler URL [default: {DEFAULTS.scheduler}]."),
@@ -213,6 +263,17 @@ def worker_options(
         "syslogPort": syslog_port,
         "pidFile": pid_file,
         "scheduler": scheduler,
+        "maxLoad": max_load,
+        "loadPeriod": load_period,
+        "maxOtherCpu": max_other_cpu,
+        "cpuCap": cpu_cap,
+        "hours": hours,
+        "maxMemoryShare": max_memory_share,
+        "pauseOnBattery": pause_on_battery,
+        "pauseWhenUserActive": pause_when_user_active,
+        "resumeWithin": resume_within,
+        "resumeAfter": resume_after,
+        "governorInterval": governor_interval,
     }
     try:
         status = _configured(given, config_file, dump_config, show_config)
@@ -372,11 +433,11 @@ def _announce_and_run(
     )
     worker = WorkerRun(config, identity, address, wid, session_options=options)
     report_every = config.report_interval if dashboard is None else None
-    return asyncio.run(_run(worker, config.cleanup_timeout, report_every, dashboard))
+    return asyncio.run(_run(worker, config, report_every, dashboard))
 
 
 async def _run(
-    worker: WorkerRun, cleanup_timeout: float, report_every: float | None, dashboard: Dashboard | None
+    worker: WorkerRun, config: WorkerConfig, report_every: float | None, dashboard: Dashboard | None
 ) -> int:
     stop = StopControl()
     loop = asyncio.get_running_loop()
@@ -395,7 +456,7 @@ async def _run(
             log.info(" ! trapped %s; finishing running slices, then stopping", signum.name)
             stop.soft.set()
         if len(received) == 1:
-            loop.call_later(cleanup_timeout, _cleanup_expired, signum)
+            loop.call_later(config.cleanup_timeout, _cleanup_expired, signum)
 
     for signum in EXIT_SIGNALLED:
         loop.add_signal_handler(signum, on_signal, signum)
@@ -413,7 +474,8 @@ async def _run(
             asyncio.create_task(_every(DASHBOARD_REFRESH_SECONDS, lambda: dashboard.update(worker.status())))
         )
     try:
-        await worker.run(stop)
+        async with governing(worker, config.governor, config.sandbox_count()):
+            await worker.run(stop)
     except ConnectError:
         raise
     except Exception as error:  # a bug, or a scheduler that broke a rule: stop, and say so

@@ -133,5 +133,6 @@ def status_report(status: WorkerStatus, started: float) -> str:
         f"  submitted:   {status.submitted}",
         f"  returned:    {status.returned}",
         f"Worker: {status.state}, up {_elapsed(time.monotonic() - started)}",
+        f"Governor: {status.governor}",
     ]
     return "\n".join(lines)

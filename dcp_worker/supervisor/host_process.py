@@ -81,6 +81,10 @@ class SandboxHost:
             raise WorkFunctionError(problem["name"], problem["message"], problem["file"], problem.get("line"))
         return host
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     async def _drain_stderr(self) -> None:
         stream = self._process.stderr
         assert stream is not None

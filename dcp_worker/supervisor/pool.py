@@ -90,6 +90,7 @@ class SandboxPool:
         self._closed = False
         self._more = asyncio.Event()
         self._hosts_up = 0
+        self._hosts: list[SandboxHost] = []  # those started, in the order they started
         self._report: OutcomesHandler = lambda outcome: None
 
     async def run(
@@ -111,6 +112,10 @@ class SandboxPool:
     @property
     def sandboxes_up(self) -> int:
         return self._hosts_up
+
+    @property
+    def host_pids(self) -> list[int]:
+        return [host.pid for host in self._hosts]
 
     @property
     def waiting(self) -> int:
@@ -211,8 +216,9 @@ class SandboxPool:
                     try:
                         host = await SandboxHost.start(self._job, self._limits.memory_mb)
                     except BaseException:
-                        self._host_gone()
+                        self._host_gone(None)
                         raise
+                    self._hosts.append(host)
                 depth = PIPELINE_DEPTH if pacer.fast else 1
                 while len(in_flight) < depth and (batch := self._take_batch(pacer)):
                     host.send_batch(batch.to_json())
@@ -227,8 +233,8 @@ class SandboxPool:
                 try:
                     report = await host.batch_report(self._limits.slice_timeout)
                 except (HostTimeout, HostDied) as failure:
+                    self._host_gone(host)
                     host = None
-                    self._host_gone()
                     self._requeue(in_flight)
                     self._failed(batch, failure)
                     continue
@@ -240,21 +246,23 @@ class SandboxPool:
                 if outcome.retire:
                     self._requeue(in_flight)
                     await host.kill()
+                    self._host_gone(host)
                     host = None
-                    self._host_gone()
         except BaseException:
             # Cancelled or failed: a host may be deep in a slice, so don't wait for it to exit.
             if host is not None:
-                self._host_gone()
+                self._host_gone(host)
                 await asyncio.shield(host.kill())
             raise
         if host is not None:
-            self._host_gone()
+            self._host_gone(host)
             await host.close()
 
-    def _host_gone(self) -> None:
+    def _host_gone(self, host: SandboxHost | None) -> None:
         """A host ended: a worker waiting for the right to start one may now need to."""
         self._hosts_up -= 1
+        if host in self._hosts:
+            self._hosts.remove(host)
         self._more.set()
 
     def _requeue(self, batches: collections.deque[SliceBatch]) -> None:

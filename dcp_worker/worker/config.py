@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dcp_worker.errors import IdentityError, UsageError
+from dcp_worker.governor.settings import OPTION_NAMES, GovernorSettings, parse_option
 from dcp_worker.protocol.identity import checksum_address
 from dcp_worker.protocol.keystore import resource_dir
 from dcp_worker.worker.compute_groups import ComputeGroup
@@ -42,6 +43,7 @@ __all__ = [
 
 DEFAULT_SCHEDULER = "https://scheduler.distributed.computer/"
 ENVIRONMENT_PREFIX = "DCP_WORKER_"
+GOVERNOR_PREFIX = "governor."  # marks a governor setting's field in a layer's changes
 OUTPUT_MODES = ("detect", "console", "dashboard", "syslog", "logfile")
 SYSLOG_TRANSPORTS = ("udp", "tcp", "unix")
 SYSLOG_FACILITIES = ("user", "daemon", *(f"local{n}" for n in range(8)))
@@ -86,6 +88,7 @@ class WorkerConfig:
     cleanup_timeout: float = 60.0
     minimum_wage: tuple[tuple[str, float], ...] = (("CPU", 0.0), ("GPU", 0.0), ("in", 0.0), ("out", 0.0))
     trust_scheduler: bool = True  # let tasks grant their compute groups' origins
+    governor: GovernorSettings = field(default_factory=GovernorSettings)
     # Where each setting came from, for --showConfig: name -> source.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -281,6 +284,25 @@ def _cores(value: object) -> dict[str, Any]:
     return {key: number for key, number in (("cores_cpu", cpu), ("cores_gpu", gpu)) if number is not None}
 
 
+def _governor_option(name: str) -> Callable[[object], dict[str, Any]]:
+    """A governor option's value, as ``{"governor.<field>": value}`` (see ``apply_layers``)."""
+
+    def parse(value: object) -> dict[str, Any]:
+        if name == "hours" and isinstance(value, list | tuple):
+            value = ", ".join(str(window) for window in value)
+        try:
+            parsed = parse_option(name, value)
+        except ValueError as error:
+            raise _Bad(str(error)) from None
+        return {GOVERNOR_PREFIX + field: item for field, item in parsed.items()}
+
+    return parse
+
+
+def _governor_shown(name: str) -> Callable[[WorkerConfig], Any]:
+    return lambda config: config.governor.as_options()[name]
+
+
 def _utilization(value: object) -> dict[str, Any]:
     cpu, gpu = _pair(value, ("cpu", "gpu"))
     for number in (cpu, gpu):
@@ -347,6 +369,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("minimumWage", _single("minimum_wage", _wage), lambda c: dict(c.minimum_wage)),
     Setting("trustScheduler", _single("trust_scheduler", _flag), _shown("trust_scheduler")),
+    *(
+        Setting(name, _governor_option(name), _governor_shown(name), repeatable=name == "hours")
+        for name in OPTION_NAMES
+    ),
 )
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -419,11 +445,25 @@ def apply_layers(layers: Iterable[ConfigLayer], base: WorkerConfig | None = None
             except _Bad as error:
                 raise UsageError(f"{layer.source}: {name}: {error}") from None
             if setting.repeatable and layer.source == "command line":
-                parsed = {key: (*getattr(config, key), *items) for key, items in parsed.items()}
+                parsed = {key: (*_field(config, key), *items) for key, items in parsed.items()}
             changes.update(parsed)
             sources[name] = layer.source
+        governed = {
+            key.removeprefix(GOVERNOR_PREFIX): changes.pop(key)
+            for key in list(changes)
+            if key.startswith(GOVERNOR_PREFIX)
+        }
+        if governed:
+            changes["governor"] = replace(config.governor, **governed)
         config = replace(config, **changes)
     return replace(config, sources=sources)
+
+
+def _field(config: WorkerConfig, key: str) -> Any:
+    """A WorkerConfig field, or a governor setting's field for a ``governor.`` key."""
+    if key.startswith(GOVERNOR_PREFIX):
+        return getattr(config.governor, key.removeprefix(GOVERNOR_PREFIX))
+    return getattr(config, key)
 
 
 def _suggestion(name: str) -> str:

@@ -124,6 +124,9 @@ class WorkerRun:
         self._last_soteria = time.monotonic()
         self._public_group_now = not config.leave_public_group
         self._state = "Idle"
+        self._fetch_allowed = True
+        self._governor = "off"
+        self._giving_back = False
         self._earned = 0.0
         self._last_task: tuple[float, int, int] | None = None  # when, slices, jobs
         self.on_slice_done: Callable[[SliceMessage, bool], None] = lambda message, ok: None
@@ -151,6 +154,7 @@ class WorkerRun:
             slices,
             job_count,
             jobs,
+            self._governor,
         )
 
     # -- the run ----------------------------------------------------------------------------
@@ -217,7 +221,45 @@ class WorkerRun:
     def _wanted(self) -> bool:
         """Ask for more while fewer slices are held than the last task brought (at least
         twice the sandboxes), so that the next task arrives before the sandboxes run dry."""
+        if not self._fetch_allowed:
+            return False
         return len(self.ledger) < max(2 * self.config.sandbox_count(), self._last_task_size)
+
+    # -- governance ---------------------------------------------------------------------------
+
+    def host_pids(self) -> list[int]:
+        """Every sandbox host's process id, the oldest job's first."""
+        return [pid for job in self._jobs.values() if job.pool is not None for pid in job.pool.host_pids]
+
+    def govern(self, fetch: bool, give_back: bool, summary: str) -> None:
+        """The governor's word: whether to fetch, and whether to give back every slice held
+        (the sandboxes themselves are held stopped by its throttler); ``summary`` is its state."""
+        self._fetch_allowed = fetch
+        self._governor = summary
+        if fetch:
+            self._room.set()
+        if give_back and self._tasks is not None and not self._giving_back and len(self.ledger):
+            self._giving_back = True
+            self._tasks.create_task(self._give_back(), name="give back")
+
+    async def _give_back(self) -> None:
+        """Return every slice held, the running ones too, ending their jobs' sandboxes; the jobs
+        start afresh when work comes again."""
+        try:
+            for job_id, job in list(self._jobs.items()):
+                if job.pool is None:
+                    continue
+                job.broken = "Worker paused"
+                job.pool.withdraw()
+                job.pool.close()
+                if job.serving is not None:
+                    job.serving.cancel()
+                    await asyncio.gather(job.serving, return_exceptions=True)
+                del self._jobs[job_id]
+                numbers = [held.message.number for held in self.ledger.held(job_id)]
+                await self._return(job_id, numbers, "Worker paused")
+        finally:
+            self._giving_back = False
 
     def _soteria_due(self) -> bool:
         return len(self.ledger) > 0 and time.monotonic() - self._last_soteria >= self._soteria_seconds
@@ -453,8 +495,8 @@ class WorkerRun:
             data.append(to_json(datum[0]))
         if not numbers:
             return
-        if self._stopping:
-            await self._return(job_id, numbers, "Worker stopping")
+        if self._stopping or job.broken is not None:
+            await self._return(job_id, numbers, job.broken or "Worker stopping")
             return
         # Queued before the slices run, so it reaches the scheduler before any of their results;
         # the slices need not wait for its answer.

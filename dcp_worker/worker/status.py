@@ -27,6 +27,7 @@ class WorkerStatus:
     last_task_slices: int
     last_task_jobs: int
     jobs: tuple[JobActivity, ...] = field(default=())
+    governor: str = "off"  # the governor's state, as it says it
 
     @property
     def sandboxes(self) -> int:
