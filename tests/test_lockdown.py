@@ -55,8 +55,8 @@ def with_test_options(monkeypatch: pytest.MonkeyPatch, *options: str) -> None:
 
 
 @asynccontextmanager
-async def started_host(require_lockdown: bool = False) -> AsyncIterator[SandboxHost]:
-    host = await SandboxHost.start(IDENTITY, MEMORY_MB, require_lockdown=require_lockdown)
+async def started_host() -> AsyncIterator[SandboxHost]:
+    host = await SandboxHost.start(IDENTITY, MEMORY_MB)
     try:
         yield host
     finally:
