@@ -5,6 +5,7 @@ DCPWorkerError
 ├── JobError               the job cannot run at all
 │   └── WorkFunctionError  the work function or a module does not compile
 ├── SandboxError           a sandbox host could not be started
+│   └── LockdownError          a sandbox host cannot lock down while lockdown is required
 ├── KVINError              text that is not KVIN, or a value KVIN cannot carry
 ├── JobValueError          a job's argument or datum that cannot be fetched or read
 ├── IdentityError          a private key or address that cannot be used
@@ -65,6 +66,10 @@ class WorkFunctionError(JobError):
 
 class SandboxError(DCPWorkerError):
     """A sandbox host could not be started or broke its protocol."""
+
+
+class LockdownError(SandboxError):
+    """Lockdown is required, and a sandbox host cannot raise every wall (or lockdown is off)."""
 
 
 class KVINError(DCPWorkerError, ValueError):

@@ -72,9 +72,9 @@ def test_a_small_job_starts_no_more_hosts_than_it_has_slices(monkeypatch: pytest
     started: list[int] = []
     real_start = pool_module.SandboxHost.start
 
-    async def counting_start(job: JobSpec, memory_mb: int) -> Any:
+    async def counting_start(job: JobSpec, memory_mb: int, **options: Any) -> Any:
         started.append(1)
-        return await real_start(job, memory_mb)
+        return await real_start(job, memory_mb, **options)
 
     monkeypatch.setattr(pool_module.SandboxHost, "start", counting_start)
     results: dict[int, Any] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,7 @@ from dcp_worker.localexec.runner import (
     sandbox_limits,
 )
 from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.lockdown import check_lockdown
 from dcp_worker.supervisor.outcomes import BatchOutcome
 
 OPTION_NAMES = OptionNames(cores="--cores", slice_timeout="--slice-timeout", memory_mb="--memory")
@@ -101,6 +103,14 @@ def localexec(
             "require useStrict (then `this` is the global object, not null).",
         ),
     ] = False,
+    require_lockdown: Annotated[
+        bool,
+        typer.Option(
+            "--require-lockdown",
+            help="Refuse to run unless every sandbox can raise every wall of its lockdown "
+            "(seccomp, Landlock, no-new-privs, rlimits; see SECURITY.md).",
+        ),
+    ] = False,
 ) -> int:
     """Run a DCP job (work function + inputs) on this machine, on all cores, with no scheduler.
 
@@ -110,7 +120,7 @@ def localexec(
         raise UsageError("give either INPUT_FILE or --range START:END[:STEP], not both or neither")
     inputs = read_inputs(input_file) if input_file is not None else parse_range(range_spec or "")
     sandboxes = sandbox_count(cores, OPTION_NAMES)
-    limits = sandbox_limits(slice_timeout, memory, OPTION_NAMES)
+    limits = sandbox_limits(slice_timeout, memory, OPTION_NAMES, require_lockdown=require_lockdown)
     modules = dict(parse_module(spec) for spec in requires or ())
     job = JobSpec(
         work_function=read_text(work_function_file, "work function file"),
@@ -119,6 +129,9 @@ def localexec(
         modules=modules,
         strict=not sloppy,
     )
+    lockdown = check_lockdown(require_lockdown)
+    if not lockdown.complete:
+        print(lockdown.summary(), file=sys.stderr)
     with result_stream(out) as stream:
         writer = ResultWriter(stream, output_format.value)
         display = SliceDisplay(total=len(inputs))

@@ -33,6 +33,7 @@ def run(
     slice_timeout: float | None = None,
     memory_mb: int | None = None,
     strict: bool = True,
+    require_lockdown: bool = False,
     on_console: ConsoleHandler | None = print_to_stderr,
 ) -> list[Any]:
     """Run ``work_function_source`` on each input, in parallel sandboxes, and return the results.
@@ -42,6 +43,9 @@ def run(
     ``modules`` maps names for ``require()`` to CommonJS sources. ``cores`` defaults to the
     machine's cores, ``slice_timeout`` to 300 s and ``memory_mb`` to 1024. ``strict=False``
     compiles the work function in sloppy mode, as DCP does for jobs without ``useStrict``.
+    Each sandbox locks itself down as far as this machine allows (see SECURITY.md);
+    ``require_lockdown=True`` raises ``LockdownError`` instead of running in one that cannot
+    raise every wall.
     Values map between Python and JavaScript as ``dcp_worker.tagged_json`` describes.
 
     Raises ``WorkFunctionError`` if the work function or a module does not compile,
@@ -74,7 +78,7 @@ def run(
         job,
         encoded,
         sandboxes=sandbox_count(cores),
-        limits=sandbox_limits(slice_timeout, memory_mb),
+        limits=sandbox_limits(slice_timeout, memory_mb, require_lockdown=require_lockdown),
         report=collect,
     )
     return results

@@ -36,7 +36,11 @@ def sandbox_count(cores: int | None, names: OptionNames = OptionNames()) -> int:
 
 
 def sandbox_limits(
-    slice_timeout: float | None, memory_mb: int | None, names: OptionNames = OptionNames()
+    slice_timeout: float | None,
+    memory_mb: int | None,
+    names: OptionNames = OptionNames(),
+    *,
+    require_lockdown: bool = False,
 ) -> SandboxLimits:
     timeout = DEFAULT_SLICE_TIMEOUT_SECONDS if slice_timeout is None else slice_timeout
     memory = DEFAULT_MEMORY_MB if memory_mb is None else memory_mb
@@ -44,7 +48,7 @@ def sandbox_limits(
         raise UsageError(f"{names.slice_timeout} must be a positive number of seconds, not {slice_timeout}")
     if memory < MINIMUM_MEMORY_MB:
         raise UsageError(f"{names.memory_mb} must be at least {MINIMUM_MEMORY_MB} MB, not {memory_mb}")
-    return SandboxLimits(slice_timeout=timeout, memory_mb=memory)
+    return SandboxLimits(slice_timeout=timeout, memory_mb=memory, require_lockdown=require_lockdown)
 
 
 def run_slices(

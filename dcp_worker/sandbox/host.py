@@ -13,8 +13,17 @@ Messages, supervisor to host:
 A report is built by ``runtime.js`` (see ``newReport`` there). When the isolate's heap limit
 is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits.
 
-This module imports nothing from the rest of the package but ``framing`` and ``limits``, so a
-host starts quickly.
+Before it reads the first message, a host locks itself down (see ``lockdown``): once V8 is
+loaded and before it receives any job, it can compute and answer on its channel, nothing else.
+With ``--lockdown required`` a host that cannot raise every wall answers
+{"op": "fatal", "kind": "lockdown", "message": ...} and exits.
+
+Test-only: ``--test-probes`` (which the supervisor never passes) makes the host answer
+{"op": "probe", ...} messages and run the probe a work function names (see ``probes``), and
+``--test-without WALL`` leaves a wall down, as on a machine that lacks it.
+
+This module imports nothing from the rest of the package but ``framing``, ``limits`` and
+``lockdown``, so a host starts quickly.
 """
 
 from __future__ import annotations
@@ -23,13 +32,18 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from dcp_worker.sandbox import limits
 from dcp_worker.sandbox.framing import read_frame, write_frame
+from dcp_worker.sandbox.lockdown import WALLS, Lockdown, Mode
+
+if TYPE_CHECKING:
+    from dcp_worker.sandbox.probes import Prober
 
 SCRIPTS = ("encoding.js", "runtime.js")
 # mini-racer reports a failed script as "<where>:<line>: <Name>: <message>" and then the source.
@@ -84,18 +98,27 @@ def describe_compile_error(error: Exception, filename: str) -> dict[str, Any]:
     return described
 
 
+def load_v8(memory_mb: int) -> list[tuple[str, str]]:
+    """Load V8 and read the runtime's scripts: what a host needs from files. Starts no thread."""
+    from py_mini_racer import init_mini_racer
+
+    init_mini_racer(flags=limits.v8_flags(memory_mb), ignore_duplicate_init=True)
+    package = resources.files("dcp_worker.sandbox") / "js"
+    return [(script, (package / script).read_text(encoding="utf-8")) for script in SCRIPTS]
+
+
 class Sandbox:
     """A mini-racer isolate loaded with the DCP runtime and one job."""
 
-    def __init__(self, memory_mb: int) -> None:
-        from py_mini_racer import MiniRacer, init_mini_racer
+    def __init__(self, memory_mb: int, runtime: Sequence[tuple[str, str]]) -> None:
+        from py_mini_racer import MiniRacer
 
-        init_mini_racer(flags=limits.v8_flags(memory_mb), ignore_duplicate_init=True)
         self.racer = MiniRacer()
-        package = resources.files("dcp_worker.sandbox") / "js"
-        for script in SCRIPTS:
-            source = (package / script).read_text(encoding="utf-8")
+        for script, source in runtime:
             self.racer.eval(f"{source}\n//# sourceURL=dcp-{script}")
+        # V8 finds the local time zone through /etc/localtime on first use: use it while
+        # files can still be read.
+        self.racer.eval("new Date().getTimezoneOffset()")
         if memory_mb:
             self.racer.set_hard_memory_limit(memory_mb << 20)
 
@@ -139,7 +162,7 @@ class Sandbox:
         self.racer.close()
 
 
-def serve(channel: Channel, sandbox: Sandbox) -> None:
+def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None) -> None:
     from py_mini_racer import JSOOMException
 
     while True:
@@ -154,12 +177,16 @@ def serve(channel: Channel, sandbox: Sandbox) -> None:
             except JSOOMException as error:
                 channel.send({"op": "fatal", "kind": "memory", "message": str(error)})
                 return
+            if prober is not None:
+                prober.after_batch(sandbox.racer)
             channel.send_raw(b'{"op":"results","results":' + report.encode() + b"}")
         elif op == "assign":
             problem = sandbox.assign(message["job"])
             channel.send({"op": "assigned"} if problem is None else {"op": "assignError", "error": problem})
         elif op == "exit":
             return
+        elif op == "probe" and prober is not None:
+            channel.send(prober.answer(message))
         else:
             raise ValueError(f"unknown operation {op!r}")
 
@@ -167,16 +194,38 @@ def serve(channel: Channel, sandbox: Sandbox) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dcp-worker sandbox-host")
     parser.add_argument("--memory-mb", type=int, default=0)
+    parser.add_argument("--lockdown", type=Mode, choices=list(Mode), default=Mode.BEST_EFFORT)
+    parser.add_argument("--test-probes", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--test-without", action="append", choices=WALLS, default=[], help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     channel = Channel()
-    sandbox = Sandbox(options.memory_mb)
-    limits.cap_process_memory(options.memory_mb)
+    status = limits.StatusFile()
+    runtime = load_v8(options.memory_mb)
+    prober = load_prober() if options.test_probes else None
+    lockdown = None
+    if options.lockdown != Mode.OFF:
+        lockdown = Lockdown(keep=(channel.read_fd, channel.write_fd, status.fd), without=options.test_without)
+        lockdown.before_threads()
+    sandbox = Sandbox(options.memory_mb, runtime)
     try:
-        serve(channel, sandbox)
+        limits.cap_process_memory(options.memory_mb, status)
+        status.close()
+        if lockdown is not None:
+            report = lockdown.seal()
+            if options.lockdown == Mode.REQUIRED and not report.complete:
+                channel.send({"op": "fatal", "kind": "lockdown", "message": report.summary()})
+                return
+        serve(channel, sandbox, prober)
     finally:
         sandbox.close()
         sys.stderr.flush()
         os._exit(0)
+
+
+def load_prober() -> Prober:
+    from dcp_worker.sandbox.probes import Prober
+
+    return Prober()
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 
 import dcp_worker
-from dcp_worker.errors import SandboxError, WorkFunctionError
+from dcp_worker.errors import LockdownError, SandboxError, WorkFunctionError
 from dcp_worker.sandbox.framing import HEADER, encode_frame, frame_length
+from dcp_worker.sandbox.lockdown import Mode, requested_mode
 from dcp_worker.supervisor.job import JobSpec
 
 START_TIMEOUT_SECONDS = 60.0
@@ -35,8 +36,16 @@ class HostDied(Exception):
         self.out_of_memory = out_of_memory
 
 
-def host_command(memory_mb: int) -> list[str]:
-    return [sys.executable, "-m", "dcp_worker.sandbox.host", "--memory-mb", str(memory_mb)]
+def host_command(memory_mb: int, lockdown: Mode) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dcp_worker.sandbox.host",
+        "--memory-mb",
+        str(memory_mb),
+        "--lockdown",
+        lockdown.value,
+    ]
 
 
 def host_environment() -> dict[str, str]:
@@ -55,10 +64,13 @@ class SandboxHost:
         self._stderr_reader = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def start(cls, job: JobSpec, memory_mb: int) -> SandboxHost:
+    async def start(cls, job: JobSpec, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
+        """Start a host for ``job``, locked down (see ``dcp_worker.sandbox.lockdown``); with
+        ``require_lockdown``, one that cannot raise every wall raises ``LockdownError``."""
+        lockdown = requested_mode(require_lockdown)
         try:
             process = await asyncio.create_subprocess_exec(
-                *host_command(memory_mb),
+                *host_command(memory_mb, lockdown),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -115,6 +127,8 @@ class SandboxHost:
             raise SandboxError("the sandbox host sent a message that is not an object")
         if message.get("op") == "fatal":
             await self.close()
+            if message.get("kind") == "lockdown":
+                raise LockdownError(f"a sandbox host cannot lock down fully: {message.get('message')}")
             raise HostDied(
                 message.get("message", "fatal error"), out_of_memory=message.get("kind") == "memory"
             )
@@ -140,6 +154,8 @@ class SandboxHost:
         await self._stderr_reader
         tail = "\n".join(self._stderr_tail)
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        if code == -signal.SIGSYS:
+            how += " for a system call its lockdown forbids"
         last_line = next((line for line in reversed(self._stderr_tail) if line.strip("# ")), "")
         reason = f"the sandbox host {how}" + (f" ({last_line.strip('# ')})" if last_line else "")
         out_of_memory = any(marker in tail.lower() for marker in OUT_OF_MEMORY_MARKERS) or (

@@ -45,6 +45,8 @@ PIPELINE_DEPTH = 2
 class SandboxLimits:
     slice_timeout: float = 300.0
     memory_mb: int = 1024
+    # Refuse to run (LockdownError) rather than run in a host that lacks one of its walls.
+    require_lockdown: bool = False
 
 
 class BatchPacer:
@@ -214,7 +216,11 @@ class SandboxPool:
                         break
                     self._hosts_up += 1
                     try:
-                        host = await SandboxHost.start(self._job, self._limits.memory_mb)
+                        host = await SandboxHost.start(
+                            self._job,
+                            self._limits.memory_mb,
+                            require_lockdown=self._limits.require_lockdown,
+                        )
                     except BaseException:
                         self._host_gone(None)
                         raise
