@@ -257,7 +257,21 @@ def test_an_unreachable_scheduler_is_one_line_after_the_banner(tmp_path: Path) -
     )
     assert result.returncode == 1  # dcp-worker's status when the scheduler's configuration cannot be had
     assert "Starting DCP Worker" in result.stdout
+    assert " . Sandbox lockdown: " in result.stdout  # the walls this machine gives sandbox hosts
     [line] = result.stderr.splitlines()
     assert line.startswith(
         "dcp-worker: error: cannot fetch the scheduler's configuration at http://127.0.0.1:9/etc/"
     )
+
+
+def test_required_lockdown_refuses_to_start_without_it(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "--require-lockdown",
+        "--identityKey",
+        "11" * 32,
+        "--paymentAddress",
+        PAYMENT,
+        DCP_WORKER_NO_LOCKDOWN="1",
+    )
+    assert "lockdown" in one_line_error(result, 1)

@@ -14,6 +14,7 @@ import string
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,7 +23,14 @@ import typer
 from dcp_worker import __version__
 from dcp_worker.cli.worker_governor import governing
 from dcp_worker.cli.worker_output import chosen_output, log_handler, status_report
-from dcp_worker.errors import ConnectError, IdentityError, KeystoreError, UsageError, WorkerStartError
+from dcp_worker.errors import (
+    ConnectError,
+    IdentityError,
+    KeystoreError,
+    LockdownError,
+    UsageError,
+    WorkerStartError,
+)
 from dcp_worker.governor import OPTION_HELP as GOVERNOR_HELP
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.identity_cache import FILE_NAME as IDENTITY_CACHE_FILE
@@ -35,8 +43,9 @@ from dcp_worker.protocol.keystore import (
     resource_dir,
 )
 from dcp_worker.protocol.session import SessionOptions
+from dcp_worker.supervisor.lockdown import check_lockdown
 from dcp_worker.worker.config import WorkerConfig, load_config
-from dcp_worker.worker.runner import StopControl, WorkerRun
+from dcp_worker.worker.runner import DEFAULT_LIMITS, StopControl, WorkerRun
 
 if TYPE_CHECKING:
     from dcp_worker.cli.dashboard import Dashboard
@@ -213,6 +222,14 @@ def worker_options(
         str | None,
         _governor_option("governorInterval"),
     ] = None,
+    require_lockdown: Annotated[
+        bool | None,
+        typer.Option(
+            "--requireLockdown",
+            "--require-lockdown",
+            help="Refuse to start unless sandbox hosts can raise every wall [default: false].",
+        ),
+    ] = None,
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", metavar="URL", help=f"Scheduler URL [default: {DEFAULTS.scheduler}]."),
@@ -263,6 +280,7 @@ def worker_options(
         "syslogPort": syslog_port,
         "pidFile": pid_file,
         "scheduler": scheduler,
+        "requireLockdown": require_lockdown,
         "maxLoad": max_load,
         "loadPeriod": load_period,
         "maxOtherCpu": max_other_cpu,
@@ -277,7 +295,7 @@ def worker_options(
     }
     try:
         status = _configured(given, config_file, dump_config, show_config)
-    except (UsageError, ConnectError) as error:
+    except (UsageError, ConnectError, LockdownError) as error:
         raise WorkerStartError(str(error), EXIT_USAGE) from None
     except IdentityError as error:
         raise WorkerStartError(str(error), EXIT_FATAL) from None
@@ -359,6 +377,7 @@ def run_worker(config: WorkerConfig) -> int:
 
 
 def _start(config: WorkerConfig) -> int:
+    lockdown = check_lockdown(config.require_lockdown)
     mode = chosen_output(config)
     handler = log_handler(config, mode) if mode != "dashboard" else None
     _use_log_handler(handler or logging.NullHandler(), config.verbose)
@@ -382,14 +401,20 @@ def _start(config: WorkerConfig) -> int:
         )
         _use_log_handler(dashboard.handler, config.verbose)
     try:
-        return _announce_and_run(config, identity, address, wid, mode, dashboard)
+        return _announce_and_run(config, identity, address, wid, mode, dashboard, lockdown.summary())
     finally:
         if dashboard is not None:
             dashboard.close()
 
 
 def _announce_and_run(
-    config: WorkerConfig, identity: Identity, address: str, wid: str, mode: str, dashboard: Dashboard | None
+    config: WorkerConfig,
+    identity: Identity,
+    address: str,
+    wid: str,
+    mode: str,
+    dashboard: Dashboard | None,
+    lockdown: str,
 ) -> int:
     cpu, gpu = config.effective_cores()
     if config.public_group_fallback and config.leave_public_group:
@@ -422,6 +447,7 @@ def _announce_and_run(
         *([" . Leaving the global compute group"] if config.leave_public_group else []),
         f" . Effective Cores: {{ cpu: {cpu:g}, gpu: {gpu:g} }}",
         f" . Maximum Sandboxes: {config.sandbox_count()}",
+        f" . Sandbox {lockdown}",
         f" . Output mode: {mode}",
         " * Ready.",
     ):
@@ -431,7 +457,8 @@ def _announce_and_run(
     options = SessionOptions(
         identity_cache=IdentityCache(resource_dir() / IDENTITY_CACHE_FILE), max_messages_per_batch=100
     )
-    worker = WorkerRun(config, identity, address, wid, session_options=options)
+    limits = replace(DEFAULT_LIMITS, require_lockdown=config.require_lockdown)
+    worker = WorkerRun(config, identity, address, wid, limits=limits, session_options=options)
     report_every = config.report_interval if dashboard is None else None
     return asyncio.run(_run(worker, config, report_every, dashboard))
 

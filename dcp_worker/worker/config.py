@@ -53,6 +53,7 @@ RESERVED_VARIABLES = frozenset(
     {
         "DCP_WORKER_PASSPHRASE",
         "DCP_WORKER_NO_EXTENSIONS",
+        "DCP_WORKER_NO_LOCKDOWN",
         "DCP_WORKER_UNHANDLED_REJECTION_LOG",
         "DCP_WORKER_CHECK_SEMVER",
     }
@@ -88,6 +89,7 @@ class WorkerConfig:
     cleanup_timeout: float = 60.0
     minimum_wage: tuple[tuple[str, float], ...] = (("CPU", 0.0), ("GPU", 0.0), ("in", 0.0), ("out", 0.0))
     trust_scheduler: bool = True  # let tasks grant their compute groups' origins
+    require_lockdown: bool = False  # refuse to start unless sandbox hosts raise every wall
     governor: GovernorSettings = field(default_factory=GovernorSettings)
     # Where each setting came from, for --showConfig: name -> source.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -369,6 +371,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("minimumWage", _single("minimum_wage", _wage), lambda c: dict(c.minimum_wage)),
     Setting("trustScheduler", _single("trust_scheduler", _flag), _shown("trust_scheduler")),
+    Setting("requireLockdown", _single("require_lockdown", _flag), _shown("require_lockdown")),
     *(
         Setting(name, _governor_option(name), _governor_shown(name), repeatable=name == "hours")
         for name in OPTION_NAMES
