@@ -64,9 +64,10 @@ class SandboxHost:
         self._stderr_reader = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def start(cls, job: JobSpec, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
-        """Start a host for ``job``, locked down (see ``dcp_worker.sandbox.lockdown``); with
-        ``require_lockdown``, one that cannot raise every wall raises ``LockdownError``."""
+    async def spawn(cls, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
+        """A host process with no job yet, locked down (see ``dcp_worker.sandbox.lockdown``): it
+        loads V8 and the runtime while its first message waits. With ``require_lockdown``, a host
+        that cannot raise every wall makes ``receive`` raise ``LockdownError``."""
         lockdown = requested_mode(require_lockdown)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -78,7 +79,12 @@ class SandboxHost:
             )
         except OSError as error:
             raise SandboxError(f"cannot start a sandbox host: {error}") from error
-        host = cls(process, memory_mb)
+        return cls(process, memory_mb)
+
+    @classmethod
+    async def start(cls, job: JobSpec, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
+        """Start a host for ``job`` (see ``spawn``)."""
+        host = await cls.spawn(memory_mb, require_lockdown=require_lockdown)
         try:
             reply = await host.request(job.assign_message(), START_TIMEOUT_SECONDS)
         except (HostDied, HostTimeout) as failure:
