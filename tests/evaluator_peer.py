@@ -10,17 +10,19 @@ run as an unprivileged user when we are root, since it refuses root). ``PortEval
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from official_worker import check_readable, ensure_unprivileged_user
 
@@ -32,6 +34,9 @@ DCP_CLIENT = NODE_MODULES / "dcp-client"
 REFERENCE_EVALUATOR = DCP_CLIENT / "libexec" / "evaluator-node.js"
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
+ACK = {"type": "result", "step": "workerMessage", "success": True, "origin": "workerMessage"}
+MAP_BASIC = {"name": "map-basic", "version": "1.0.0"}
+SLICE_ENDS = ("complete", "workError", "workReject", "sandboxError")
 Line = tuple[str, Any]  # ("MSG", parsed JSON) / ("LOG", text) / ("DIE", text)
 
 
@@ -80,45 +85,19 @@ def parse_line(raw: bytes) -> Line:
     return tag.rstrip(":"), body.strip()
 
 
-class StdioEvaluator:
-    """An evaluator process on our end of its stdin/stdout. Use as a context manager."""
+class LinePeer:
+    """The supervisor's end of an evaluator connection: requests out, tagged lines in."""
 
-    def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            list(command),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd="/",
-        )
+    def __init__(self) -> None:
         self._lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-        self.stderr = b""
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
+    def _read_lines(self, stream: IO[bytes]) -> None:
+        for raw in stream:
             self._lines.put(raw)
         self._lines.put(b"")
 
-    def _drain_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.stderr += raw
-
-    def __enter__(self) -> StdioEvaluator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def write_raw(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
+        raise NotImplementedError
 
     def send(self, outer: dict[str, Any]) -> None:
         self.write_raw(json.dumps(outer, separators=(",", ":")).encode() + b"\n")
@@ -160,6 +139,42 @@ class StdioEvaluator:
         ring, value = sandbox_message(lines[-1])
         return ring, value, lines[:-1]
 
+
+class StdioEvaluator(LinePeer):
+    """An evaluator process on our end of its stdin/stdout. Use as a context manager."""
+
+    def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            list(command),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd="/",
+        )
+        self.stderr = b""
+        assert self.proc.stdout is not None
+        threading.Thread(target=self._read_lines, args=(self.proc.stdout,), daemon=True).start()
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            self.stderr += raw
+
+    def __enter__(self) -> StdioEvaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write_raw(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -167,6 +182,30 @@ class StdioEvaluator:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+class SocketPeer(LinePeer):
+    """A TCP connection to an evaluator, as dcp-client's StandaloneWorker opens one."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        super().__init__()
+        self.socket = socket.create_connection((host, port), timeout=30)
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._read_lines, args=(self.socket.makefile("rb"),), daemon=True).start()
+
+    def write_raw(self, data: bytes) -> None:
+        self.socket.sendall(data)
+
+    def __enter__(self) -> SocketPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
+        self.socket.close()
 
 
 def sandbox_message(line: Line) -> tuple[int, Any]:
@@ -238,3 +277,49 @@ class PortEvaluator:
                 self.proc.wait()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+
+
+def job(work_function: str, **overrides: Any) -> dict[str, Any]:
+    """An ``assign`` request's job, as dcp-client's Sandbox sends it, for a map-basic work function."""
+    fields: dict[str, Any] = {
+        "id": "JOB1",
+        "arguments": [],
+        "dependencies": [],
+        "modulePath": [],
+        "requirePath": [],
+        "public": {"name": "Test Job"},
+        "workFunction": work_function,
+        "useStrict": True,
+        "worktime": MAP_BASIC,
+    }
+    fields.update(overrides)
+    return fields
+
+
+def start(evaluator: LinePeer) -> dict[str, Any]:
+    """describe, then applyRequirements for map-basic; the describe reply."""
+    evaluator.request({"request": "describe"})
+    ring, describe, before = evaluator.reply("describe", timeout=60)
+    assert ring == 2
+    assert ("MSG", ACK) in before or evaluator.line()[1] == ACK
+    evaluator.request(
+        {"request": "applyRequirements", "webgpu": 0, "offscreenCanvas": 0, "worktime": "map-basic"}
+    )
+    assert evaluator.reply("applyRequirementsDone")[0] == 1
+    return describe  # type: ignore[no-any-return]
+
+
+def assign(evaluator: LinePeer, fields: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Send ``assign``; (ring, value) of the answer: ``assigned``, ``reject`` or a ``dependency`` request."""
+    evaluator.request({"request": "assign", "job": fields, "sandboxConfig": {}})
+    lines = evaluator.until(lambda line: request_name(line) in ("assigned", "reject", "dependency"))
+    return sandbox_message(lines[-1])
+
+
+def run_slice(evaluator: LinePeer, datum: Any) -> list[tuple[int, dict[str, Any]]]:
+    """resetState, then main; the sandbox messages up to the slice's end."""
+    evaluator.request({"request": "resetState"})
+    assert evaluator.reply("resetStateDone")[0] == 2
+    evaluator.request({"request": "main", "data": datum})
+    lines = evaluator.until(lambda line: request_name(line) in SLICE_ENDS)
+    return [sandbox_message(line) for line in lines if request_name(line) is not None]

@@ -10,13 +10,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from evaluator_peer import StdioEvaluator, our_stdio_command, reference_command, request_name, sandbox_message
+from evaluator_peer import (
+    ACK,
+    MAP_BASIC,
+    StdioEvaluator,
+    assign,
+    job,
+    our_stdio_command,
+    reference_command,
+    request_name,
+    run_slice,
+    sandbox_message,
+    start,
+)
 from official_worker import OfficialWorkerUnavailable
 
 from dcp_worker.jsvalues import JSError, Undefined
 
-ACK = {"type": "result", "step": "workerMessage", "success": True, "origin": "workerMessage"}
-MAP_BASIC = {"name": "map-basic", "version": "1.0.0"}
 MODULE_SOURCE = (
     "module.declare([], function (require, exports, module) { exports.f = function (x) { return x * 7; }; });"
 )
@@ -29,54 +39,10 @@ WORK = """function (datum, factor) {
 }"""
 
 
-def job(work_function: str = WORK, **overrides: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "id": "JOB1",
-        "arguments": [2],
-        "dependencies": [],
-        "modulePath": [],
-        "requirePath": [],
-        "public": {"name": "Test Job"},
-        "workFunction": work_function,
-        "useStrict": True,
-        "worktime": MAP_BASIC,
-    }
-    fields.update(overrides)
-    return fields
-
-
 @pytest.fixture
 def ours() -> Iterator[StdioEvaluator]:
     with StdioEvaluator(our_stdio_command()) as evaluator:
         yield evaluator
-
-
-def start(evaluator: StdioEvaluator) -> dict[str, Any]:
-    evaluator.request({"request": "describe"})
-    ring, describe, before = evaluator.reply("describe", timeout=60)
-    assert ring == 2
-    assert ("MSG", ACK) in before or evaluator.line()[1] == ACK
-    evaluator.request(
-        {"request": "applyRequirements", "webgpu": 0, "offscreenCanvas": 0, "worktime": "map-basic"}
-    )
-    assert evaluator.reply("applyRequirementsDone")[0] == 1
-    return describe  # type: ignore[no-any-return]
-
-
-def assign(evaluator: StdioEvaluator, fields: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    evaluator.request({"request": "assign", "job": fields, "sandboxConfig": {}})
-    lines = evaluator.until(lambda line: request_name(line) in ("assigned", "reject", "dependency"))
-    return sandbox_message(lines[-1])
-
-
-def run_slice(evaluator: StdioEvaluator, datum: Any) -> list[tuple[int, dict[str, Any]]]:
-    """resetState, then main; the sandbox messages up to the slice's end."""
-    evaluator.request({"request": "resetState"})
-    assert evaluator.reply("resetStateDone")[0] == 2
-    evaluator.request({"request": "main", "data": datum})
-    ends = ("complete", "workError", "workReject", "sandboxError")
-    lines = evaluator.until(lambda line: request_name(line) in ends)
-    return [sandbox_message(line) for line in lines if request_name(line) is not None]
 
 
 @pytest.fixture(params=["ours", "reference"])
@@ -98,7 +64,9 @@ def test_a_job_runs_through_the_whole_sequence(evaluator: StdioEvaluator) -> Non
     assert describe["capabilities"]["environment"]["webgpu"] is False
     assert describe["capabilities"]["useStrict"] is True
 
-    ring, dependency = assign(evaluator, job(dependencies=["mypkg/mod"], requirePath=["mypkg"]))
+    ring, dependency = assign(
+        evaluator, job(WORK, arguments=[2], dependencies=["mypkg/mod"], requirePath=["mypkg"])
+    )
     assert (ring, dependency["request"], list(dependency["data"])) == (2, "dependency", ["mypkg/mod"])
     evaluator.request(
         {"request": "moduleGroup", "id": dependency["id"], "data": {"mypkg": {"mod": MODULE_SOURCE}}}
@@ -193,7 +161,7 @@ def test_a_job_that_cannot_be_assigned_is_rejected_not_crashed(
     ours: StdioEvaluator, fields: dict[str, Any], expected: str
 ) -> None:
     start(ours)
-    ring, reply = assign(ours, job(**fields))
+    ring, reply = assign(ours, job(WORK, **{"arguments": [2], **fields}))
     assert (ring, reply["request"]) == (2, "reject")
     error = reply["error"]
     assert expected in f"{error.name}: {error.message}"

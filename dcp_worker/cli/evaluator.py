@@ -65,5 +65,5 @@ def evaluator(
     def listening(host: str, bound_port: int) -> None:
         print(f"dcp-worker evaluator: listening on {host}:{bound_port}", file=sys.stderr, flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(server.serve(listening))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 from collections.abc import Callable
 
@@ -26,7 +27,7 @@ async def serve_stdio(memory_mb: int) -> None:
 
 
 class EvaluatorServer:
-    """Serves sandboxes on a TCP port until cancelled."""
+    """Serves sandboxes on a TCP port until cancelled (SIGTERM cancels it too)."""
 
     def __init__(self, host: str, port: int, max_connections: int, memory_mb: int) -> None:
         if max_connections < 1:
@@ -44,6 +45,9 @@ class EvaluatorServer:
             server = await asyncio.start_server(self._accept, self.host, self.port, limit=MAX_LINE_BYTES)
         except OSError as error:
             raise UsageError(f"cannot listen on {self.host}:{self.port}: {error.strerror or error}") from None
+        serving = asyncio.current_task()
+        assert serving is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, serving.cancel)
         self._spare = asyncio.create_task(EvaluatorSandbox.start(self.memory_mb))
         address = server.sockets[0].getsockname()
         on_listening(str(address[0]), int(address[1]))
