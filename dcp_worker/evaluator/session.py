@@ -117,52 +117,56 @@ class EvaluatorSession:
                 continue
             if line is None:
                 return
-            if line.strip():
-                self._receive(line)
+            if line.strip() and not self._receive(line):
+                # Not queued: its ack (or error) leaves now. A queued request's ack leaves with
+                # its answer.
                 await self._channel.drain()
 
-    def _receive(self, line: bytes) -> None:
+    def _receive(self, line: bytes) -> bool:
+        """Answer or queue one line; whether it was queued for ``_work``."""
         try:
             outer = orjson.loads(line)
         except orjson.JSONDecodeError as error:
             self._channel.send_message(failed_ack("parseInput::parse", "SyntaxError", str(error)))
-            return
+            return False
         kind = outer.get("type") if isinstance(outer, dict) else None
         if kind == "die":
             self._end(date_text())
         elif kind == "workerMessage":
-            self._receive_worker_message(outer.get("message"))
+            return self._receive_worker_message(outer.get("message"))
         elif kind == "newSerializer":
             self._channel.send_message(ACK)
         else:
             name = str(kind) if isinstance(kind, str) else "undefined"
             invalid = f"Invalid message type '{name}'"
             self._channel.send_message(failed_ack(name, "Error", invalid, origin=name))
+        return False
 
-    def _receive_worker_message(self, envelope: Any) -> None:
+    def _receive_worker_message(self, envelope: Any) -> bool:
         if not (isinstance(envelope, dict) and "_serializeVerId" in envelope):
             # dcp-client's sandbox hands such a message on undecoded, and every handler drops it.
             self._channel.send_message(ACK)
             self._channel.send_log("dropped a workerMessage that is not KVIN")
-            return
+            return False
         try:
             request = kvin.unmarshal(envelope)
         except KVINError as error:
             self._channel.send_message(
                 failed_ack("workerMessage", "Error", str(error), origin="workerMessage")
             )
-            return
+            return False
         self._channel.send_message(ACK)
         if not isinstance(request, dict):
             self._channel.send_log("dropped a workerMessage that is not a request object")
-            return
+            return False
         name = request.get("request")
         if name in ("moduleGroup", "moduleGroupError"):
             waiting = self._modules.pop(request.get("id"), None)  # type: ignore[arg-type]
             if waiting is not None and not waiting.done():
                 waiting.set_result(request)
-        else:
-            self._requests.put_nowait(request)
+            return False
+        self._requests.put_nowait(request)
+        return True
 
     # ---- handling requests, in order ----
 
@@ -178,11 +182,11 @@ class EvaluatorSession:
         while True:
             request = await self._requests.get()
             handler = handlers.get(request.get("request"))  # type: ignore[arg-type]
-            if handler is None:
-                self._channel.send_log(f"ignored request {request.get('request')!r}")
-                continue
             try:
-                await handler(request)
+                if handler is None:
+                    self._channel.send_log(f"ignored request {request.get('request')!r}")
+                else:
+                    await handler(request)
             except SandboxLost as lost:
                 self._channel.send_log(f"sandbox lost: {lost}")
                 self._end(f"sandbox lost: {lost}")
