@@ -73,18 +73,20 @@ def slice_seconds(peer: LinePeer, count: int) -> float:
 
 
 def measure(command_of: Callable[[], Sequence[str]], starts: int, slices: int) -> tuple[float, float]:
-    """(median seconds to ``assigned``, mean seconds per slice)."""
+    """(median seconds to ``assigned``, mean seconds per slice, timed on the last one started)."""
     command = command_of()
     times = []
-    for attempt in range(starts):
+    for _ in range(starts - 1):
         seconds, peer = start_to_assigned(command)
+        peer.close()
         times.append(seconds)
-        try:
-            if attempt == starts - 1:
-                slice_seconds(peer, WARM_UP_SLICES)
-                per_slice = slice_seconds(peer, slices)
-        finally:
-            peer.close()
+    seconds, peer = start_to_assigned(command)
+    times.append(seconds)
+    try:
+        slice_seconds(peer, WARM_UP_SLICES)
+        per_slice = slice_seconds(peer, slices)
+    finally:
+        peer.close()
     return statistics.median(times), per_slice
 
 

@@ -306,7 +306,7 @@ def start(evaluator: LinePeer) -> dict[str, Any]:
         {"request": "applyRequirements", "webgpu": 0, "offscreenCanvas": 0, "worktime": "map-basic"}
     )
     assert evaluator.reply("applyRequirementsDone")[0] == 1
-    return describe  # type: ignore[no-any-return]
+    return describe
 
 
 def assign(evaluator: LinePeer, fields: dict[str, Any]) -> tuple[int, dict[str, Any]]:
