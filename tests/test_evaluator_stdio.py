@@ -140,6 +140,23 @@ def test_work_reject_ends_the_sandbox(ours: StdioEvaluator) -> None:
     assert ours.proc.wait(timeout=10) == 0
 
 
+@pytest.mark.parametrize(
+    "allocation",
+    [
+        "new Array(1e9).fill(1.5)",  # the V8 heap
+        "Array.from({length: 64}, () => new Uint8Array(16 << 20).fill(1))",  # ArrayBuffers
+    ],
+)
+def test_a_slice_over_the_memory_cap_is_a_sandbox_error_and_ends_the_sandbox(allocation: str) -> None:
+    with StdioEvaluator(our_stdio_command("--memory", "128")) as small:
+        start(small)
+        assign(small, job(f"function (x) {{ progress(); const kept = {allocation}; return kept.length; }}"))
+        messages = run_slice(small, 1)
+        assert [value["request"] for _, value in messages][-2:] == ["measurement", "sandboxError"]
+        assert small.until(lambda line: line[0] in ("DIE", "EOF"))[-1][0] == "DIE"
+        assert small.proc.wait(timeout=20) == 0
+
+
 def test_a_slice_without_progress_completes_for_the_supervisor_to_judge(ours: StdioEvaluator) -> None:
     start(ours)
     assign(ours, job("function (x) { return undefined; }"))

@@ -297,7 +297,14 @@ class EvaluatorSession:
                 f"the slice's datum cannot be passed to the work function: {error}"
             )
             return
-        self._stream_slice(await self._sandbox.run_slice(datum))
+        try:
+            report = await self._sandbox.run_slice(datum)
+        except SandboxLost as lost:
+            # The host is gone (its memory cap, a V8 crash): the supervisor hears it of this
+            # slice before the DIE line.
+            self._end_slice_with_sandbox_error(f"the sandbox died during the slice: {lost}")
+            raise
+        self._stream_slice(report)
 
     def _end_slice_with_sandbox_error(self, message: str) -> None:
         self._post(RING_WORK, {"request": "measurement", "total": 0, "webGL": 0, "webGPU": 0, "CPU": 0})
