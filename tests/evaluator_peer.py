@@ -92,8 +92,9 @@ class LinePeer:
         self._lines: queue.Queue[bytes] = queue.Queue()
 
     def _read_lines(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            self._lines.put(raw)
+        with contextlib.suppress(ValueError, OSError):  # the stream closed under us by close()
+            for raw in stream:
+                self._lines.put(raw)
         self._lines.put(b"")
 
     def write_raw(self, data: bytes) -> None:
