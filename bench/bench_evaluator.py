@@ -16,12 +16,19 @@ Both evaluators are driven over standard input and output by the same Python sup
 
 evaluator-node.js refuses root, so as root it runs as the unprivileged test user (runuser adds a
 few milliseconds to its start-up). Figures and ratios are printed; nothing is asserted.
+
+Then, for where our time goes, the same slice through each layer underneath: one call into the
+sandbox's mini-racer isolate in this process (``Sandbox.run``), a round trip to a sandbox host
+process (``SandboxHost``, frames over pipes), and the start-up of a host process to its first
+answer and of the ``dcp-worker`` command line's imports.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +37,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 
+import orjson  # noqa: E402
 from evaluator_peer import (  # noqa: E402
     LinePeer,
     StdioEvaluator,
@@ -39,6 +47,9 @@ from evaluator_peer import (  # noqa: E402
     request_name,
 )
 from official_worker import OfficialWorkerUnavailable  # noqa: E402
+
+from dcp_worker.supervisor.host_process import SandboxHost  # noqa: E402
+from dcp_worker.supervisor.job import JobSpec  # noqa: E402
 
 TRIVIAL = "function (x) { progress(); return x + 1; }"
 WARM_UP_SLICES = 50
@@ -90,6 +101,56 @@ def measure(command_of: Callable[[], Sequence[str]], starts: int, slices: int) -
     return statistics.median(times), per_slice
 
 
+def in_process_call_seconds(count: int) -> float:
+    from dcp_worker.sandbox.host import Sandbox
+
+    sandbox = Sandbox(0)
+    try:
+        job = JobSpec(TRIVIAL).assign_message()
+        assert sandbox.assign(orjson.loads(job)["job"]) is None
+        for datum in range(WARM_UP_SLICES):
+            sandbox.run(orjson.dumps({"first": datum, "data": [datum]}).decode())
+        began = time.perf_counter()
+        for datum in range(count):
+            sandbox.run(orjson.dumps({"first": datum, "data": [datum]}).decode())
+        return (time.perf_counter() - began) / count
+    finally:
+        sandbox.close()
+
+
+async def host_round_trip(count: int) -> tuple[float, float]:
+    """(seconds from spawning a host to its answer to assign, seconds per one-slice batch)."""
+    began = time.perf_counter()
+    host = await SandboxHost.start(JobSpec(TRIVIAL), 0)
+    started = time.perf_counter() - began
+    try:
+        for datum in range(WARM_UP_SLICES + count):
+            if datum == WARM_UP_SLICES:
+                began = time.perf_counter()
+            host.send_batch(orjson.dumps({"first": datum, "data": [datum]}))
+            await host.receive(None)
+        return started, (time.perf_counter() - began) / count
+    finally:
+        await host.close()
+
+
+def command_line_import_seconds() -> float:
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import dcp_worker.cli.main"], check=True)
+    return time.perf_counter() - began
+
+
+def breakdown(slices: int) -> None:
+    call = in_process_call_seconds(slices)
+    host_start, round_trip = asyncio.run(host_round_trip(slices))
+    imports = command_line_import_seconds()
+    print("\nwhere our time goes (per slice, then start-up):")
+    print(f"  one mini-racer call running the slice, in process   {call * 1e6:>9,.0f} µs")
+    print(f"  a round trip to a sandbox host process (pipes)      {round_trip * 1e6:>9,.0f} µs")
+    print(f"  a sandbox host from spawn to its answer to assign   {host_start:>9.3f} s")
+    print(f"  python -c 'import dcp_worker.cli.main'              {imports:>9.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slices", type=int, default=1000, help="slices timed per evaluator")
@@ -112,6 +173,7 @@ def main() -> None:
     print(f"{'target (ours / reference)':28}{'<= 0.100':>14}{'<= 0.100':>26}")
     issue = (ours_slice * 1e6 / REFERENCE_SLICE_US, ours_start / REFERENCE_START_S)
     print(f"{'ours / issue 9 figures':28}{issue[0]:>14.3f}{issue[1]:>26.3f}")
+    breakdown(options.slices)
 
 
 if __name__ == "__main__":
