@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from cli_run import one_line_error, run_cli
-from evaluator_peer import PortEvaluator, SocketPeer, assign, job, request_name, start
+from evaluator_peer import ACK, PortEvaluator, SocketPeer, assign, job, request_name, start
 from official_worker import OfficialWorker, OfficialWorkerUnavailable
 from scheduler_double import SchedulerDouble
 
@@ -109,17 +109,38 @@ def test_a_supervisor_leaving_mid_slice_does_not_take_the_evaluator_with_it(eval
         assert assign(leaving, job(BUSY))[1]["request"] == "assigned"
         leaving.request({"request": "resetState"})
         leaving.reply("resetStateDone")
-        leaving.request({"request": "main", "data": 5000})
-        leaving.until(lambda line: line[0] == "MSG")  # the ack: the slice is running
+        leaving.request({"request": "main", "data": 60_000})
+        assert leaving.message() == ACK  # the slice is running, and will for a minute
     with SocketPeer(evaluator.port) as staying:
         start(staying)
         assert assign(staying, job(BUSY))[1]["request"] == "assigned"
         staying.request({"request": "resetState"})
         staying.reply("resetStateDone")
         staying.request({"request": "main", "data": 1})
-        lines = staying.until(lambda line: request_name(line) == "complete", timeout=60)
+        lines = staying.until(lambda line: request_name(line) == "complete", timeout=30)
         assert request_name(lines[-1]) == "complete"
     assert evaluator.proc.poll() is None
+    # Both sessions' hosts end (the busy one killed after a short grace); the spare remains.
+    deadline = time.monotonic() + 30
+    while len(host_processes(evaluator.proc.pid)) > 1:
+        assert time.monotonic() < deadline, host_processes(evaluator.proc.pid)
+        time.sleep(0.1)
+
+
+def host_processes(parent: int) -> list[int]:
+    """The sandbox host processes whose parent is ``parent``."""
+    hosts = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"dcp_worker.sandbox.host" in command:
+            hosts.append(int(entry.name))
+    return hosts
 
 
 def test_hostile_lines_over_tcp_leave_the_connection_serving(evaluator: PortEvaluator) -> None:

@@ -113,6 +113,18 @@ def test_describe_reports_only_what_this_engine_has(ours: StdioEvaluator) -> Non
     }
 
 
+def test_die_during_a_slice_ends_the_evaluator_at_once(ours: StdioEvaluator) -> None:
+    start(ours)
+    assign(ours, job("function (x) { progress(); for (;;); }"))
+    ours.request({"request": "resetState"})
+    ours.reply("resetStateDone")
+    ours.request({"request": "main", "data": 1})
+    assert ours.message() == ACK  # acknowledged while the slice runs
+    ours.send({"type": "die"})
+    assert ours.until(lambda line: line[0] in ("DIE", "EOF"), timeout=10)[-1][0] == "DIE"
+    assert ours.proc.wait(timeout=15) == 0  # the busy host is killed after a short grace
+
+
 def test_thrown_errors_are_work_errors_and_the_sandbox_stays(ours: StdioEvaluator) -> None:
     start(ours)
     assert (

@@ -37,6 +37,8 @@ RING_JOB = 2
 RING_WORK = 3
 WORKTIMES = ({"name": "map-basic", "version": "1.0.0"},)
 ACK = {"type": "result", "step": "workerMessage", "success": True, "origin": "workerMessage"}
+# Requests answered without the sandbox, whose acks leave with their answers.
+INSTANT_REQUESTS = frozenset({"resetState", "applyRequirements"})
 NOT_ASSIGNED = "this sandbox has no job: 'main' arrived before 'assign'"
 
 
@@ -84,6 +86,7 @@ class EvaluatorSession:
         self._requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._modules: dict[float, asyncio.Future[Any]] = {}
         self._assigned = False
+        self._handling = False  # whether _work is answering a request now
         self._ended = asyncio.Event()
 
     async def run(self) -> None:
@@ -117,9 +120,9 @@ class EvaluatorSession:
                 continue
             if line is None:
                 return
-            if line.strip() and not self._receive(line):
-                # Not queued: its ack (or error) leaves now. A queued request's ack leaves with
-                # its answer.
+            if line.strip() and not (self._receive(line) and not self._handling):
+                # A request _work takes up at once has its ack leave with its answer; any other
+                # line's ack (or error) leaves now.
                 await self._channel.drain()
 
     def _receive(self, line: bytes) -> bool:
@@ -182,15 +185,20 @@ class EvaluatorSession:
         while True:
             request = await self._requests.get()
             handler = handlers.get(request.get("request"))  # type: ignore[arg-type]
+            self._handling = True
             try:
                 if handler is None:
                     self._channel.send_log(f"ignored request {request.get('request')!r}")
                 else:
+                    if request.get("request") not in INSTANT_REQUESTS:
+                        await self._channel.drain()  # the ack, before what may take a while
                     await handler(request)
             except SandboxLost as lost:
                 self._channel.send_log(f"sandbox lost: {lost}")
                 self._end(f"sandbox lost: {lost}")
                 return
+            finally:
+                self._handling = False
             await self._channel.drain()
 
     def _post(self, ring: int, value: dict[str, Any]) -> None:
