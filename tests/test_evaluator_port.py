@@ -15,7 +15,10 @@ import pytest
 from cli_run import one_line_error, run_cli
 from evaluator_peer import ACK, PortEvaluator, SocketPeer, assign, job, request_name, start
 from official_worker import OfficialWorker, OfficialWorkerUnavailable
-from scheduler_double import SchedulerDouble
+from scheduler_double import JobStatus, SchedulerDouble
+
+from dcp_worker import kvin
+from dcp_worker.jsvalues import JSError
 
 pytest_plugins = ["scheduler_double"]
 
@@ -32,6 +35,12 @@ JOBS: dict[str, tuple[str, list[Any], list[Any] | None]] = {
         ["a", "b"],
         None,
     ),
+    "throws": (
+        "function (x) { progress(); if (x === 2) throw new TypeError('two ' + x); return x; }",
+        [1, 2, 3],
+        None,
+    ),
+    "emits": ("function (x) { progress(); work.emit('hit', { x: x }); return -x; }", [1, 2], None),
 }
 BUSY = "function (x) { progress(); const end = Date.now() + x; while (Date.now() < end); return x; }"
 
@@ -61,26 +70,53 @@ def evaluator() -> Iterator[PortEvaluator]:
         yield started
 
 
+def summary(event: dict[str, Any]) -> str:
+    payload = event["payload"]
+    if event["eventName"] == "console":
+        return str(payload["level"])
+    return repr({key: value for key, value in payload.items() if key != "jobName"})
+
+
+def outcome(status: JobStatus) -> dict[str, Any]:
+    """What a job's owner sees: each slice's result (an error as name, message and code), and the
+    events emitted to it (console output by slice and level, other events whole)."""
+    results = {}
+    for number, value in status["done"].items():
+        text = status["doneKvin"].get(number)
+        error = kvin.deserialize(text) if text else None
+        results[number] = (
+            (error.name, error.message, error.props.get("errorCode")) if isinstance(error, JSError) else value
+        )
+    events = sorted(
+        (event["sliceNumber"], event["eventName"], summary(event))
+        for event in status["emits"]
+        if event["eventName"] != "error"  # an error's stack names the evaluator's files
+    )
+    return {"results": results, "events": events}
+
+
 def run_jobs(double: SchedulerDouble, worker_factory: WorkerFactory, **options: Any) -> dict[str, Any]:
-    """Every job of JOBS run by one official worker; each job's results by slice number."""
+    """Every job of JOBS run by one official worker; each job's ``outcome``."""
     ids = {
         name: double.add_job(source, data, arguments=arguments, slices_per_task=len(data))
         for name, (source, data, arguments) in JOBS.items()
     }
     worker = worker_factory(double.url, cores=2, job_ids=list(ids.values()), **options)
-    done = {name: double.wait_job_done(job_id, timeout=120)["done"] for name, job_id in ids.items()}
+    for job_id in ids.values():
+        double.wait_job_done(job_id, timeout=120)
     worker.stop()
     assert [e for e in worker.events() if e.get("event") == "error"] == []
-    return done
+    return {name: outcome(double.job_status(job_id)) for name, job_id in ids.items()}
 
 
 def test_the_official_worker_gets_the_same_results_from_us_as_from_its_own_evaluator(
     scheduler_double: SchedulerDouble, official_workers: WorkerFactory, evaluator: PortEvaluator
 ) -> None:
     ours = run_jobs(scheduler_double, official_workers, evaluator=evaluator.address)
-    assert ours["square"] == {n: n * n for n in range(1, 9)}
-    assert ours["arguments"][3] == {"sum": 103, "parts": [3, 100], "half": 1.5}
-    assert ours["async"] == {1: "aa", 2: "bb"}
+    assert ours["square"]["results"] == {n: n * n for n in range(1, 9)}
+    assert ours["arguments"]["results"][3] == {"sum": 103, "parts": [3, 100], "half": 1.5}
+    assert ours["async"]["results"] == {1: "aa", 2: "bb"}
+    assert ours["throws"]["results"][2] == ("TypeError", "two 2", "EUNCAUGHT")
     reference = run_jobs(scheduler_double, official_workers)
     assert ours == reference
     assert evaluator.proc.poll() is None
