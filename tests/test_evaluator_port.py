@@ -122,6 +122,22 @@ def test_the_official_worker_gets_the_same_results_from_us_as_from_its_own_evalu
     assert evaluator.proc.poll() is None
 
 
+def test_the_official_worker_loads_a_jobs_modules_through_our_evaluator(
+    scheduler_double: SchedulerDouble, official_workers: WorkerFactory, evaluator: PortEvaluator
+) -> None:
+    """The dependency/moduleGroup exchange, with dcp-client's supervisor fetching the modules
+    (fetchModuleURL). dcp-client's own sandbox cannot run this job: the double serves plain
+    CommonJS by job, where it expects BravoJS module.declare sources by package."""
+    double = scheduler_double
+    job_id = double.add_job(
+        "function (x) { progress(); return require('mymod').f(x); }",
+        [1, 2],
+        modules={"mymod": "exports.f = function (x) { return x * 7; };"},
+    )
+    official_workers(double.url, job_ids=[job_id], evaluator=evaluator.address)
+    assert double.wait_job_done(job_id, timeout=60)["done"] == {1: 7, 2: 14}
+
+
 def test_connections_beyond_the_limit_are_refused() -> None:
     with PortEvaluator("--max-connections", "1") as evaluator, SocketPeer(evaluator.port) as first:
         start(first)  # the one sandbox is in use

@@ -73,6 +73,21 @@ def normalised_module_id(module_id: str) -> str:
     return "/".join(parts)
 
 
+def modules_answering(ids: list[str], data: Any) -> dict[str, Module]:
+    """A ``moduleGroup``'s sources ({package: {file: source}}) by the id each is required as:
+    ``package/file``, as dcp-client's sandbox keys them, or ``file`` alone when that is the id
+    asked for (a package manager that answers by job, as the scheduler double's does)."""
+    modules: dict[str, Module] = {}
+    for package, files in data.items() if isinstance(data, dict) else ():
+        for file_name, source in files.items() if isinstance(files, dict) else ():
+            if isinstance(source, str):
+                key = f"{package}/{file_name}"
+                if key not in ids and file_name in ids:
+                    key = file_name
+                modules[key] = Module(source, key)
+    return modules
+
+
 class AssignRejected(Exception):
     """The job cannot be assigned to this sandbox; the message says why."""
 
@@ -286,13 +301,7 @@ class EvaluatorSession:
         group = await answer
         if group.get("request") == "moduleGroupError":
             raise AssignRejected(f"the job's modules could not be loaded: {group.get('stack')}")
-        modules: dict[str, Module] = {}
-        data = group.get("data")
-        for package, files in data.items() if isinstance(data, dict) else ():
-            for file_name, source in files.items() if isinstance(files, dict) else ():
-                if isinstance(source, str):
-                    modules[f"{package}/{file_name}"] = Module(source, f"{package}/{file_name}")
-        return modules
+        return modules_answering(ids, group.get("data"))
 
     async def _main(self, request: dict[str, Any]) -> None:
         if not self._assigned:
