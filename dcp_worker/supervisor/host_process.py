@@ -9,10 +9,9 @@ import signal
 import sys
 from typing import Any
 
-import orjson
-
 import dcp_worker
 from dcp_worker.errors import LockdownError, SandboxError, WorkFunctionError
+from dcp_worker.json_parse import parse_json
 from dcp_worker.sandbox.framing import HEADER, encode_frame, frame_length
 from dcp_worker.sandbox.lockdown import Mode, requested_mode
 from dcp_worker.supervisor.job import JobSpec
@@ -128,7 +127,7 @@ class SandboxHost:
             raise HostTimeout(f"no answer within {timeout:g} s") from None
         except (asyncio.IncompleteReadError, ConnectionError):
             raise await self._death() from None
-        message = orjson.loads(reply)
+        message = parse_json(reply)
         if not isinstance(message, dict):
             raise SandboxError("the sandbox host sent a message that is not an object")
         if message.get("op") == "fatal":
