@@ -113,6 +113,14 @@ def test_describe_reports_only_what_this_engine_has(ours: StdioEvaluator) -> Non
     }
 
 
+def test_large_and_lone_surrogate_values_cross_both_ways(ours: StdioEvaluator) -> None:
+    start(ours)
+    assign(ours, job("function (x) { progress(); return [x.length, x.slice(-1) + '\\udc00']; }"))
+    big = "y" * 5_000_000 + "\ud800"  # JSON carries a lone surrogate escaped, as JSON.stringify writes it
+    assert run_slice(ours, big)[-1][1] == {"request": "complete", "result": [5_000_001, "\U00010000"]}
+    assert run_slice(ours, "\udfff")[-1][1]["result"] == [1, "\udfff\udc00"]
+
+
 def test_die_during_a_slice_ends_the_evaluator_at_once(ours: StdioEvaluator) -> None:
     start(ours)
     assign(ours, job("function (x) { progress(); for (;;); }"))

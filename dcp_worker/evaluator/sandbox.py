@@ -9,9 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from dcp_worker.errors import SandboxError
+from dcp_worker.evaluator.lines import dump_json
 from dcp_worker.jsvalues import JSError, Undefined
 from dcp_worker.supervisor.host_process import START_TIMEOUT_SECONDS, HostDied, HostTimeout, SandboxHost
 from dcp_worker.supervisor.job import JobSpec
@@ -118,7 +117,7 @@ class EvaluatorSandbox:
         """Run the work function on one datum (tagged JSON); no timeout, as DCP's supervisor keeps time."""
         self._slices += 1
         started = time.perf_counter()
-        self._host.send_batch(orjson.dumps({"first": self._slices, "data": [datum_json]}))
+        self._host.send_batch(dump_json({"first": self._slices, "data": [datum_json]}))
         try:
             report = (await self._host.receive(None))["results"]
         except HostDied as died:
@@ -127,7 +126,7 @@ class EvaluatorSandbox:
 
     async def evaluate(self, code: str, timeout: float | None = None) -> tuple[bool, Any]:
         """(True, value) or (False, JSError) for ``code`` run as a global script, its promise awaited."""
-        reply = await self._request(orjson.dumps({"op": "eval", "code": code}), timeout)
+        reply = await self._request(dump_json({"op": "eval", "code": code}), timeout)
         if reply["ok"]:
             return True, from_json(reply["value"])
         return False, _js_error(reply["error"])

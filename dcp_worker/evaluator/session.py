@@ -22,12 +22,11 @@ import random
 import time
 from typing import Any
 
-import orjson
-
 from dcp_worker import kvin
 from dcp_worker.errors import KVINError
 from dcp_worker.evaluator.lines import LineChannel, LineTooLong
 from dcp_worker.evaluator.sandbox import EvaluatorSandbox, SandboxLost, SliceReport
+from dcp_worker.json_parse import parse_json
 from dcp_worker.jsvalues import JSError, Undefined
 from dcp_worker.supervisor.job import JobSpec, Module
 from dcp_worker.tagged_json import to_json, to_json_many
@@ -143,8 +142,8 @@ class EvaluatorSession:
     def _receive(self, line: bytes) -> bool:
         """Answer or queue one line; whether it was queued for ``_work``."""
         try:
-            outer = orjson.loads(line)
-        except orjson.JSONDecodeError as error:
+            outer = parse_json(line)
+        except ValueError as error:
             self._channel.send_message(failed_ack("parseInput::parse", "SyntaxError", str(error)))
             return False
         kind = outer.get("type") if isinstance(outer, dict) else None
