@@ -20,7 +20,8 @@ few milliseconds to its start-up). Figures and ratios are printed; nothing is as
 Then, for where our time goes, the same slice through each layer underneath: one call into the
 sandbox's mini-racer isolate in this process (``Sandbox.run``), a round trip to a sandbox host
 process (``SandboxHost``, frames over pipes), and the start-up of a host process to its first
-answer and of the ``dcp-worker`` command line's imports.
+answer and of the ``dcp-worker`` command line's imports; and, with ``--port``, the time from a
+connection to ``assigned`` when the evaluator's spare host is ready.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ sys.path.insert(0, str(TESTS))
 import orjson  # noqa: E402
 from evaluator_peer import (  # noqa: E402
     LinePeer,
+    PortEvaluator,
+    SocketPeer,
     StdioEvaluator,
     job,
     our_stdio_command,
     reference_command,
     request_name,
+    start,
 )
 from official_worker import OfficialWorkerUnavailable  # noqa: E402
 
@@ -140,6 +144,24 @@ def command_line_import_seconds() -> float:
     return time.perf_counter() - began
 
 
+def port_connection_to_assigned(connections: int) -> float:
+    """Median seconds from connecting to ``dcp-worker evaluator --port`` to ``assigned``, once the
+    evaluator has its spare host ready (as it has between a supervisor's sandboxes)."""
+    times = []
+    with PortEvaluator() as evaluator:
+        for _ in range(connections):
+            with SocketPeer(evaluator.port) as warm:  # waits for the spare host being ready
+                start(warm)
+            began = time.perf_counter()
+            with SocketPeer(evaluator.port) as peer:
+                peer.request({"request": "describe"})
+                peer.request({"request": "applyRequirements", "webgpu": 0, "offscreenCanvas": 0})
+                peer.request({"request": "assign", "job": job(TRIVIAL), "sandboxConfig": {}})
+                wait_for(peer, "assigned")
+                times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
 def breakdown(slices: int) -> None:
     call = in_process_call_seconds(slices)
     host_start, round_trip = asyncio.run(host_round_trip(slices))
@@ -149,6 +171,7 @@ def breakdown(slices: int) -> None:
     print(f"  a round trip to a sandbox host process (pipes)      {round_trip * 1e6:>9,.0f} µs")
     print(f"  a sandbox host from spawn to its answer to assign   {host_start:>9.3f} s")
     print(f"  python -c 'import dcp_worker.cli.main'              {imports:>9.3f} s")
+    print(f"  --port: a connection to assigned, spare host ready  {port_connection_to_assigned(3):>9.3f} s")
 
 
 def main() -> None:
