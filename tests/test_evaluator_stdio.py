@@ -206,6 +206,16 @@ def test_a_job_that_cannot_be_assigned_is_rejected_not_crashed(
     assert ours.reply("describe")[0] == 2  # still serving
 
 
+def test_modules_that_cannot_be_loaded_reject_the_assign(ours: StdioEvaluator) -> None:
+    start(ours)
+    ring, dependency = assign(ours, job(WORK, dependencies=["./lib/x", "other/../y"]))
+    assert (ring, list(dependency["data"])) == (2, ["lib/x", "y"])  # normalised as BravoJS does
+    ours.request({"request": "moduleGroup", "id": dependency["id"] + 1, "data": {}})  # not the one waited for
+    ours.request({"request": "moduleGroupError", "id": dependency["id"], "stack": "Error: no such package"})
+    ring, reply, _ = ours.reply("reject")
+    assert ring == 2 and "no such package" in reply["error"].message
+
+
 def test_main_before_assign_is_a_sandbox_error(ours: StdioEvaluator) -> None:
     start(ours)
     ours.request({"request": "main", "data": 1})
