@@ -106,9 +106,9 @@ def measure(command_of: Callable[[], Sequence[str]], starts: int, slices: int) -
 
 
 def in_process_call_seconds(count: int) -> float:
-    from dcp_worker.sandbox.host import Sandbox
+    from dcp_worker.sandbox.host import Sandbox, load_v8
 
-    sandbox = Sandbox(0)
+    sandbox = Sandbox(0, load_v8(0))
     try:
         job = JobSpec(TRIVIAL).assign_message()
         assert sandbox.assign(orjson.loads(job)["job"]) is None
