@@ -6,10 +6,14 @@ own ``evaluator-node.js`` with the same expectations, where that can run here.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_run import one_line_error, run_cli
 from evaluator_peer import (
     ACK,
     MAP_BASIC,
@@ -17,15 +21,18 @@ from evaluator_peer import (
     assign,
     job,
     our_stdio_command,
+    parse_line,
     reference_command,
     request_name,
     run_slice,
     sandbox_message,
     start,
+    worker_message,
 )
 from official_worker import OfficialWorkerUnavailable
 
 from dcp_worker.jsvalues import JSError, Undefined
+from dcp_worker.supervisor.lockdown import probe
 
 MODULE_SOURCE = (
     "module.declare([], function (require, exports, module) { exports.f = function (x) { return x * 7; }; });"
@@ -267,3 +274,22 @@ def test_the_end_of_input_ends_the_evaluator(ours: StdioEvaluator) -> None:
     assert ours.proc.stdin is not None
     ours.proc.stdin.close()
     assert ours.proc.wait(timeout=20) == 0
+
+
+def test_require_lockdown_refuses_a_machine_without_every_wall(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "evaluator", "--stdio", "--require-lockdown")  # stdin: /dev/null
+    if probe().complete:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert "lockdown is required and incomplete" in one_line_error(result)
+
+
+def test_requests_before_the_end_of_a_file_on_stdin_are_answered(tmp_path: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    lines = [{"request": "describe"}, {"request": "eval", "data": "1 + 1", "filename": "e.js", "msgId": "x"}]
+    requests.write_text("".join(json.dumps(worker_message(line)) + "\n" for line in lines))
+    with requests.open("rb") as stdin:
+        done = subprocess.run(our_stdio_command(), stdin=stdin, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    names = [request_name(parse_line(raw)) for raw in done.stdout.splitlines(keepends=True)]
+    assert [name for name in names if name] == ["describe", "evalResult::x"]

@@ -47,9 +47,18 @@ def evaluator(
             "--memory", metavar="MB", help="Memory cap per sandbox (V8 heap, ArrayBuffers and Wasm memory)."
         ),
     ] = DEFAULT_MEMORY_MB,
+    require_lockdown: Annotated[
+        bool,
+        typer.Option(
+            "--require-lockdown",
+            help="Refuse to run unless every sandbox can raise every wall of its lockdown "
+            "(seccomp, Landlock, no-new-privs, rlimits; see SECURITY.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run sandboxes for the official DCP worker (the supervisor⇄evaluator protocol)."""
     from dcp_worker.evaluator.server import EvaluatorServer, serve_stdio
+    from dcp_worker.supervisor.lockdown import check_lockdown
 
     if stdio and port is not None:
         raise UsageError("--stdio and --port are exclusive: one transport at a time")
@@ -57,10 +66,14 @@ def evaluator(
         raise UsageError(f"--memory must be a number of megabytes, not {memory}")
     if port is not None and not 0 <= port <= 65535:
         raise UsageError(f"--port must be from 0 to 65535, not {port}")
+    if require_lockdown:
+        check_lockdown(require=True)  # otherwise each host raises what walls it can, unannounced
     if stdio:
-        asyncio.run(serve_stdio(memory))
+        asyncio.run(serve_stdio(memory, require_lockdown))
         return
-    server = EvaluatorServer(listen, DEFAULT_PORT if port is None else port, max_connections, memory)
+    server = EvaluatorServer(
+        listen, DEFAULT_PORT if port is None else port, max_connections, memory, require_lockdown
+    )
 
     def listening(host: str, bound_port: int) -> None:
         print(f"dcp-worker evaluator: listening on {host}:{bound_port}", file=sys.stderr, flush=True)

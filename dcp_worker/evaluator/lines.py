@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import select
 import sys
+import threading
 from typing import Any
 
 import orjson
+
+from dcp_worker.errors import UsageError
 
 # A line longer than this is discarded as malformed rather than buffered without bound.
 MAX_LINE_BYTES = 1 << 30
@@ -99,11 +104,35 @@ class LineChannel:
             await self._writer.wait_closed()
 
 
+def _pollable(fd: int) -> bool:
+    """Whether epoll can watch ``fd``: pipes, sockets and terminals can; files and /dev/null cannot."""
+    poller = select.epoll()
+    try:
+        poller.register(fd, select.EPOLLIN)
+    except PermissionError:
+        return False
+    finally:
+        poller.close()
+    return True
+
+
+def _pump(fd: int, reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
+    """Feed ``reader`` from ``fd`` (a file, which never blocks), in a thread of its own."""
+    while chunk := os.read(fd, 1 << 20):
+        loop.call_soon_threadsafe(reader.feed_data, chunk)
+    loop.call_soon_threadsafe(reader.feed_eof)
+
+
 async def open_stdio() -> LineChannel:
     """A channel on this process's standard input and output."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    if _pollable(sys.stdin.fileno()):
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    else:
+        threading.Thread(target=_pump, args=(sys.stdin.fileno(), reader, loop), daemon=True).start()
+    if not _pollable(sys.stdout.fileno()):
+        raise UsageError("--stdio needs standard output to be a pipe, a socket or a terminal, not a file")
     transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     return LineChannel(reader, writer)

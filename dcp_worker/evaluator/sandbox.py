@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dcp_worker.errors import SandboxError
+from dcp_worker.errors import LockdownError, SandboxError
 from dcp_worker.evaluator.lines import dump_json
 from dcp_worker.jsvalues import JSError, Undefined
 from dcp_worker.supervisor.host_process import START_TIMEOUT_SECONDS, HostDied, HostTimeout, SandboxHost
@@ -84,14 +84,14 @@ class EvaluatorSandbox:
         self._capabilities: dict[str, Any] | None = None
 
     @classmethod
-    async def start(cls, memory_mb: int) -> EvaluatorSandbox:
+    async def start(cls, memory_mb: int, require_lockdown: bool = False) -> EvaluatorSandbox:
         """Spawn the host; it loads V8 and the runtime while the first request is on its way."""
-        return cls(await SandboxHost.spawn(memory_mb))
+        return cls(await SandboxHost.spawn(memory_mb, require_lockdown=require_lockdown))
 
     async def _request(self, body: bytes, timeout: float | None) -> dict[str, Any]:
         try:
             return await self._host.request(body, timeout)
-        except (HostDied, HostTimeout) as failure:
+        except (HostDied, HostTimeout, LockdownError) as failure:
             raise SandboxLost(str(failure)) from None
 
     async def capabilities(self) -> dict[str, Any]:
@@ -120,8 +120,8 @@ class EvaluatorSandbox:
         self._host.send_batch(dump_json({"first": self._slices, "data": [datum_json]}))
         try:
             report = (await self._host.receive(None))["results"]
-        except HostDied as died:
-            raise SandboxLost(died.reason) from None
+        except (HostDied, LockdownError) as died:
+            raise SandboxLost(str(died)) from None
         return slice_report(report, time.perf_counter() - started)
 
     async def evaluate(self, code: str, timeout: float | None = None) -> tuple[bool, Any]:

@@ -20,22 +20,25 @@ from dcp_worker.evaluator.sandbox import EvaluatorSandbox
 from dcp_worker.evaluator.session import EvaluatorSession
 
 
-async def serve_stdio(memory_mb: int) -> None:
-    sandbox_task = asyncio.create_task(EvaluatorSandbox.start(memory_mb))
+async def serve_stdio(memory_mb: int, require_lockdown: bool) -> None:
     channel = await open_stdio()
-    await EvaluatorSession(channel, await sandbox_task).run()
+    sandbox = await EvaluatorSandbox.start(memory_mb, require_lockdown)
+    await EvaluatorSession(channel, sandbox, finish_at_end_of_input=True).run()
 
 
 class EvaluatorServer:
     """Serves sandboxes on a TCP port until cancelled (SIGTERM cancels it too)."""
 
-    def __init__(self, host: str, port: int, max_connections: int, memory_mb: int) -> None:
+    def __init__(
+        self, host: str, port: int, max_connections: int, memory_mb: int, require_lockdown: bool = False
+    ) -> None:
         if max_connections < 1:
             raise UsageError(f"--max-connections must be at least 1, not {max_connections}")
         self.host = host
         self.port = port
         self.max_connections = max_connections
         self.memory_mb = memory_mb
+        self.require_lockdown = require_lockdown
         self.active = 0
         self._spare: asyncio.Task[EvaluatorSandbox] | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -48,7 +51,7 @@ class EvaluatorServer:
         serving = asyncio.current_task()
         assert serving is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, serving.cancel)
-        self._spare = asyncio.create_task(EvaluatorSandbox.start(self.memory_mb))
+        self._spare = asyncio.create_task(EvaluatorSandbox.start(self.memory_mb, self.require_lockdown))
         address = server.sockets[0].getsockname()
         on_listening(str(address[0]), int(address[1]))
         try:
@@ -68,9 +71,12 @@ class EvaluatorServer:
                 await (await spare).close()
 
     async def _take_sandbox(self) -> EvaluatorSandbox:
-        spare, self._spare = self._spare, asyncio.create_task(EvaluatorSandbox.start(self.memory_mb))
+        spare, self._spare = (
+            self._spare,
+            asyncio.create_task(EvaluatorSandbox.start(self.memory_mb, self.require_lockdown)),
+        )
         if spare is None:
-            return await EvaluatorSandbox.start(self.memory_mb)
+            return await EvaluatorSandbox.start(self.memory_mb, self.require_lockdown)
         return await spare
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -94,10 +94,16 @@ class AssignRejected(Exception):
 class EvaluatorSession:
     """One connection: one sandbox, one job for life. ``run`` until the peer leaves or ``die``."""
 
-    def __init__(self, channel: LineChannel, sandbox: EvaluatorSandbox) -> None:
+    def __init__(
+        self, channel: LineChannel, sandbox: EvaluatorSandbox, *, finish_at_end_of_input: bool = False
+    ) -> None:
+        """``finish_at_end_of_input``: at the end of input, answer the requests read before it
+        (standard input); otherwise the peer has gone and the session ends at once (a socket)."""
         self._channel = channel
         self._sandbox = sandbox
-        self._requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._finish_at_end_of_input = finish_at_end_of_input
+        # Requests for _work, in order; None: the input has ended.
+        self._requests: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._modules: dict[float, asyncio.Future[Any]] = {}
         self._assigned = False
         self._handling = False  # whether _work is answering a request now
@@ -108,7 +114,8 @@ class EvaluatorSession:
         worker = asyncio.create_task(self._work())
         ended = asyncio.create_task(self._ended.wait())
         try:
-            await asyncio.wait({reader, worker, ended}, return_when=asyncio.FIRST_COMPLETED)
+            last = {worker, ended} if self._finish_at_end_of_input else {reader, worker, ended}
+            await asyncio.wait(last, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (reader, worker, ended):
                 task.cancel()
@@ -133,6 +140,7 @@ class EvaluatorSession:
                 self._channel.send_message(failed_ack("parseInput::parse", "RangeError", str(error)))
                 continue
             if line is None:
+                self._requests.put_nowait(None)
                 return
             if line.strip() and not (self._receive(line) and not self._handling):
                 # A request _work takes up at once has its ack leave with its answer; any other
@@ -198,6 +206,8 @@ class EvaluatorSession:
         }
         while True:
             request = await self._requests.get()
+            if request is None:
+                return
             handler = handlers.get(request.get("request"))  # type: ignore[arg-type]
             self._handling = True
             try:
