@@ -239,7 +239,9 @@ class OfficialWorker(JsonLinesProcess):
     identity (random by default; the file is copied into the worker's scratch directory);
     ``payment_address`` defaults to a random address; ``job_ids`` restricts the jobs it fetches
     (default: any job, i.e. ``jobIds: false``); ``cores`` / ``max_sandboxes`` set how many slices run
-    at once (one sandbox per core by default). The worker is ``unmanaged`` (no portal). After start-up
+    at once (one sandbox per core by default). ``evaluator`` ("HOST:PORT") runs its sandboxes on a
+    standalone evaluator there, over TCP (dcp-client's ``StandaloneWorker``), instead of on the node
+    evaluator in its own process. The worker is ``unmanaged`` (no portal). After start-up
     ``worker_id``, ``identity`` and ``payment_address`` hold what the worker reported.
 
     Raises ``OfficialWorkerUnavailable`` when it cannot run here (see the module docstring).
@@ -257,6 +259,7 @@ class OfficialWorker(JsonLinesProcess):
         job_ids: Sequence[str] = (),
         cores: int = 1,
         max_sandboxes: int | None = None,
+        evaluator: str | None = None,
         user: str = UNPRIVILEGED_USER,
         node: str = "node",
         start_timeout: float = 60.0,
@@ -276,6 +279,8 @@ class OfficialWorker(JsonLinesProcess):
             args += ["--job-id", job_id]
         if max_sandboxes is not None:
             args += ["--max-sandboxes", str(max_sandboxes)]
+        if evaluator is not None:
+            args += ["--evaluator", evaluator]
         super().__init__(
             OFFICIAL_WORKER_SCRIPT,
             args,

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from dcp_worker.cli.control import pause, resume, status
+from dcp_worker.cli.evaluator import evaluator
 from dcp_worker.cli.keys import keys
 from dcp_worker.cli.localexec import localexec
 from dcp_worker.cli.worker import worker_options
@@ -21,6 +22,7 @@ app = typer.Typer(
     invoke_without_command=True,
 )
 app.command()(localexec)
+app.command()(evaluator)
 app.add_typer(keys)
 for control_command in (pause, resume, status):
     app.command()(control_command)

@@ -22,7 +22,7 @@ import orjson
 from dcp_worker.errors import KVINError
 from dcp_worker.json_parse import parse_json
 
-__all__ = ["IMPLEMENTATION", "KVINError", "deserialize", "marshal", "serialize"]
+__all__ = ["IMPLEMENTATION", "KVINError", "deserialize", "marshal", "serialize", "unmarshal"]
 
 NO_EXTENSIONS_VARIABLE = "DCP_WORKER_NO_EXTENSIONS"
 
@@ -67,6 +67,16 @@ def marshal(value: Any) -> Any:
         raise KVINError("cannot write KVIN: the value is nested too deeply") from None
 
 
+def unmarshal(envelope: Any) -> Any:
+    """The value a KVIN envelope already parsed from JSON stands for (``kvin.unmarshal`` in JS);
+    raises ``KVINError`` for what is not KVIN."""
+    try:
+        with _collector_paused():
+            return _codec.unmarshal(envelope)
+    except RecursionError:
+        raise KVINError("cannot read KVIN: the value is nested too deeply") from None
+
+
 def serialize(value: Any) -> str:
     """KVIN text for a Python value; raises ``KVINError`` for what has no JavaScript form."""
     envelope = marshal(value)
@@ -83,11 +93,7 @@ def serialize(value: Any) -> str:
 
 def deserialize(text: str | bytes) -> Any:
     """The value KVIN text stands for; raises ``KVINError`` for text that is not KVIN."""
-    try:
-        with _collector_paused():
-            return _codec.unmarshal(_parse(text))
-    except RecursionError:
-        raise KVINError("cannot read KVIN: the value is nested too deeply") from None
+    return unmarshal(_parse(text))
 
 
 def _parse(text: str | bytes) -> Any:

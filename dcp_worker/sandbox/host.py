@@ -9,6 +9,9 @@ Messages, supervisor to host:
   {"op": "assign", "job": {...}}        -> {"op": "assigned"} or {"op": "assignError", "error": {...}}
   {"op": "run"}, then a frame {"first": n, "data": [...]}  -> {"op": "results", "results": report}
       (or "numbers": [n, ...] in place of "first", when the slices' numbers do not run on)
+  {"op": "eval", "code": "..."}          -> {"op": "evalResult", "ok": true, "value": tagged JSON}
+                                            or {"op": "evalResult", "ok": false, "error": {...}}
+      (the code runs as a global script; a promise it yields is awaited)
   {"op": "exit"}                         -> the process exits
 A report is built by ``runtime.js`` (see ``newReport`` there). When the isolate's heap limit
 is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits.
@@ -158,6 +161,17 @@ class Sandbox:
             raise TypeError(f"runtime returned {type(outcome).__name__}, not a report")
         return outcome
 
+    def evaluate(self, code: str) -> str:
+        """Evaluate ``code`` as a global script; return the runtime's JSON verdict on it."""
+        from py_mini_racer import JSPromise
+
+        outcome = self.racer.eval(f"__dcpHost.evaluate({js_string(code)})")
+        if isinstance(outcome, JSPromise):
+            outcome = outcome.get()
+        if not isinstance(outcome, str):
+            raise TypeError(f"runtime returned {type(outcome).__name__}, not a verdict")
+        return outcome
+
     def close(self) -> None:
         self.racer.close()
 
@@ -183,6 +197,13 @@ def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None) -> None:
         elif op == "assign":
             problem = sandbox.assign(message["job"])
             channel.send({"op": "assigned"} if problem is None else {"op": "assignError", "error": problem})
+        elif op == "eval":
+            try:
+                verdict = sandbox.evaluate(message["code"])
+            except JSOOMException as error:
+                channel.send({"op": "fatal", "kind": "memory", "message": str(error)})
+                return
+            channel.send_raw(b'{"op":"evalResult",' + verdict.encode()[1:])
         elif op == "exit":
             return
         elif op == "probe" and prober is not None:

@@ -9,10 +9,9 @@ import signal
 import sys
 from typing import Any
 
-import orjson
-
 import dcp_worker
 from dcp_worker.errors import LockdownError, SandboxError, WorkFunctionError
+from dcp_worker.json_parse import parse_json
 from dcp_worker.sandbox.framing import HEADER, encode_frame, frame_length
 from dcp_worker.sandbox.lockdown import Mode, requested_mode
 from dcp_worker.supervisor.job import JobSpec
@@ -64,9 +63,10 @@ class SandboxHost:
         self._stderr_reader = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def start(cls, job: JobSpec, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
-        """Start a host for ``job``, locked down (see ``dcp_worker.sandbox.lockdown``); with
-        ``require_lockdown``, one that cannot raise every wall raises ``LockdownError``."""
+    async def spawn(cls, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
+        """A host process with no job yet, locked down (see ``dcp_worker.sandbox.lockdown``): it
+        loads V8 and the runtime while its first message waits. With ``require_lockdown``, a host
+        that cannot raise every wall makes ``receive`` raise ``LockdownError``."""
         lockdown = requested_mode(require_lockdown)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -78,7 +78,12 @@ class SandboxHost:
             )
         except OSError as error:
             raise SandboxError(f"cannot start a sandbox host: {error}") from error
-        host = cls(process, memory_mb)
+        return cls(process, memory_mb)
+
+    @classmethod
+    async def start(cls, job: JobSpec, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
+        """Start a host for ``job`` (see ``spawn``)."""
+        host = await cls.spawn(memory_mb, require_lockdown=require_lockdown)
         try:
             reply = await host.request(job.assign_message(), START_TIMEOUT_SECONDS)
         except (HostDied, HostTimeout) as failure:
@@ -122,7 +127,7 @@ class SandboxHost:
             raise HostTimeout(f"no answer within {timeout:g} s") from None
         except (asyncio.IncompleteReadError, ConnectionError):
             raise await self._death() from None
-        message = orjson.loads(reply)
+        message = parse_json(reply)
         if not isinstance(message, dict):
             raise SandboxError("the sandbox host sent a message that is not an object")
         if message.get("op") == "fatal":

@@ -13,6 +13,9 @@
  *   --job-id ID          fetch only this job (repeatable); default: any job (jobIds: false)
  *   --cores N            cores.cpu (default 1)
  *   --max-sandboxes N    maxSandboxes (default: cores)
+ *   --evaluator HOST:PORT  run sandboxes on a standalone evaluator at HOST:PORT (one TCP connection per
+ *                        sandbox, lib/standaloneWorker.js as dcp-worker uses it) instead of the node
+ *                        evaluator in this process
  *
  * The scheduler is told by DCP_SCHEDULER_LOCATION=SCHEDULER_URL, and its web config is read from
  * DCP_CONFIG_LOCATION (default SCHEDULER_URL/etc/dcp-config.kvin), as dcp-client's init() does.
@@ -56,7 +59,7 @@ keepStdoutClean();
 function parseArgs(argv)
 {
   const args = { url: null, identity: null, passphrase: '', paymentAddress: null, jobIds: [], cores: 1,
-                 maxSandboxes: null };
+                 maxSandboxes: null, evaluator: null };
   for (let i = 0; i < argv.length; i++)
   {
     const flag = argv[i];
@@ -73,6 +76,7 @@ function parseArgs(argv)
       case '--job-id':          args.jobIds.push(value()); break;
       case '--cores':           args.cores = Number(value()); break;
       case '--max-sandboxes':   args.maxSandboxes = Number(value()); break;
+      case '--evaluator':       args.evaluator = value(); break;
       default:
         if (flag.startsWith('--') || args.url)
           throw new Error(`unknown argument ${flag}`);
@@ -87,6 +91,8 @@ function parseArgs(argv)
     args.maxSandboxes = args.cores;
   if (!(Number.isInteger(args.maxSandboxes) && args.maxSandboxes > 0))
     throw new Error('--max-sandboxes needs an integer > 0');
+  if (args.evaluator !== null && !/^[^:]+:\d+$/.test(args.evaluator))
+    throw new Error('--evaluator needs HOST:PORT');
   return args;
 }
 
@@ -138,6 +144,19 @@ async function makeNodeEvaluatorConstructor(socketDir)
     return new (workerFactory({ readStream: socket, writeStream: socket }))();
   }
   return { NodeEvaluator, server };
+}
+
+/** A SandboxConstructor whose instances each open a TCP connection to a standalone evaluator. */
+function makeStandaloneEvaluatorConstructor(hostPort)
+{
+  const { workerFactory } = requireFromPeers('dcp-client/lib/standaloneWorker');
+  const separator = hostPort.lastIndexOf(':');
+  const options = { hostname: hostPort.slice(0, separator), port: Number(hostPort.slice(separator + 1)) };
+  function StandaloneEvaluator()
+  {
+    return new (workerFactory({ ...options }))();
+  }
+  return StandaloneEvaluator;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -272,7 +291,7 @@ async function loadIdentityKey(wallet, args)
 async function main()
 {
   const args = parseArgs(process.argv.slice(2));
-  if (process.getuid && (process.getuid() === 0 || process.geteuid() === 0))
+  if (args.evaluator === null && process.getuid && (process.getuid() === 0 || process.geteuid() === 0))
     throw new Error('dcp-client\'s node evaluator refuses to run as root: run this as an unprivileged user '
                     + '(e.g. runuser -u dcptest -- node official_worker.js ...)');
   const schedulerUrl = new URL(args.url).href;
@@ -289,9 +308,15 @@ async function main()
   await identity.set(await loadIdentityKey(wallet, args));
   const paymentAddress = args.paymentAddress || String((await new wallet.Keystore(null, '')).address);
 
-  const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcp-ow-'));
-  process.on('exit', () => fs.rmSync(socketDir, { recursive: true, force: true }));
-  const { NodeEvaluator } = await makeNodeEvaluatorConstructor(socketDir);
+  let SandboxConstructor;
+  if (args.evaluator !== null)
+    SandboxConstructor = makeStandaloneEvaluatorConstructor(args.evaluator);
+  else
+  {
+    const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'dcp-ow-'));
+    process.on('exit', () => fs.rmSync(socketDir, { recursive: true, force: true }));
+    ({ NodeEvaluator: SandboxConstructor } = await makeNodeEvaluatorConstructor(socketDir));
+  }
 
   worker = new DistributiveWorker({
     paymentAddress,
@@ -300,7 +325,7 @@ async function main()
     cores:              { cpu: args.cores, gpu: 0 },
     maxSandboxes:       args.maxSandboxes,
     allowConsoleAccess: true,
-  }, NodeEvaluator);
+  }, SandboxConstructor);
   watchWorker();
 
   runCommandLoop(commands, { isClosing: () => shuttingDown, onEnd: () => shutdown(false) });

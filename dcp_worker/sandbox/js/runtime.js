@@ -598,6 +598,17 @@
     return runFrom(batch, index + 1, report);
   }
 
+  function evaluation(ok, value) {
+    if (ok) {
+      try {
+        return JSONstringify({ ok: true, value: encode(value, null) });
+      } catch (e) {
+        value = new TypeError(`the value cannot be written: ${StringCtor(e.message)}`);
+      }
+    }
+    return JSONstringify({ ok: false, error: describeError(value) });
+  }
+
   defineProperty(global, '__dcpHost', {
     value: freeze({
       setWorkFunction(fn) {
@@ -616,6 +627,18 @@
         freeze(jobPublic);
       },
       runBatch(json) { return runFrom(JSONparse(json), 0, newReport()); },
+      // Evaluates `code` as a global script, awaits its value when it is a promise (running the
+      // event loop meanwhile), and returns {ok, value} or {ok: false, error} as JSON text.
+      evaluate(code) {
+        let value;
+        try {
+          value = indirectEval(code);
+        } catch (e) {
+          return evaluation(false, e);
+        }
+        if (!isThenable(value)) return evaluation(true, value);
+        return apply(promiseThen, settle(value), [([ok, outcome]) => evaluation(ok, outcome)]);
+      },
     }),
   });
 })();

@@ -1,0 +1,82 @@
+"""``dcp-worker evaluator``: this package's sandboxes behind DCP's evaluator protocol, for the
+official worker (dcp-client's supervisor) to run slices on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from typing import Annotated
+
+import typer
+
+from dcp_worker.errors import UsageError
+from dcp_worker.localexec.runner import DEFAULT_MEMORY_MB
+
+DEFAULT_PORT = 9000
+DEFAULT_MAX_CONNECTIONS = 16
+
+
+def evaluator(
+    stdio: Annotated[
+        bool, typer.Option("--stdio", help="Serve one sandbox on standard input and output.")
+    ] = False,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            "-p",
+            metavar="N",
+            help=f"Serve a sandbox per TCP connection on port N [default: {DEFAULT_PORT}]; 0: any free port.",
+        ),
+    ] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", "-l", metavar="HOST", help="Address to listen on with --port.")
+    ] = "localhost",
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            metavar="N",
+            help="Sandboxes at once; connections beyond are refused (closed).",
+        ),
+    ] = DEFAULT_MAX_CONNECTIONS,
+    memory: Annotated[
+        int,
+        typer.Option(
+            "--memory", metavar="MB", help="Memory cap per sandbox (V8 heap, ArrayBuffers and Wasm memory)."
+        ),
+    ] = DEFAULT_MEMORY_MB,
+    require_lockdown: Annotated[
+        bool,
+        typer.Option(
+            "--require-lockdown",
+            help="Refuse to run unless every sandbox can raise every wall of its lockdown "
+            "(seccomp, Landlock, no-new-privs, rlimits; see SECURITY.md).",
+        ),
+    ] = False,
+) -> None:
+    """Run sandboxes for the official DCP worker (the supervisor⇄evaluator protocol)."""
+    from dcp_worker.evaluator.server import EvaluatorServer, serve_stdio
+    from dcp_worker.supervisor.lockdown import check_lockdown
+
+    if stdio and port is not None:
+        raise UsageError("--stdio and --port are exclusive: one transport at a time")
+    if memory < 0:
+        raise UsageError(f"--memory must be a number of megabytes, not {memory}")
+    if port is not None and not 0 <= port <= 65535:
+        raise UsageError(f"--port must be from 0 to 65535, not {port}")
+    if require_lockdown:
+        check_lockdown(require=True)  # otherwise each host raises what walls it can, unannounced
+    if stdio:
+        asyncio.run(serve_stdio(memory, require_lockdown))
+        return
+    server = EvaluatorServer(
+        listen, DEFAULT_PORT if port is None else port, max_connections, memory, require_lockdown
+    )
+
+    def listening(host: str, bound_port: int) -> None:
+        print(f"dcp-worker evaluator: listening on {host}:{bound_port}", file=sys.stderr, flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(server.serve(listening))
