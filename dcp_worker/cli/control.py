@@ -8,8 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from dcp_worker.governor.control import request
-
 SocketOption = Annotated[
     Path | None,
     typer.Option(
@@ -43,14 +41,20 @@ def _show(status: dict[str, Any], as_json: bool) -> None:
 
 def pause(socket: SocketOption = None, as_json: JsonOption = False) -> None:
     """Pause the running worker: no new work, its sandboxes stopped, until `dcp-worker resume`."""
+    from dcp_worker.governor.control import request
+
     _show(request("pause", socket), as_json)
 
 
 def resume(socket: SocketOption = None, as_json: JsonOption = False) -> None:
     """Resume a worker paused by `dcp-worker pause` (its other conditions still apply)."""
+    from dcp_worker.governor.control import request
+
     _show(request("resume", socket), as_json)
 
 
 def status(socket: SocketOption = None, as_json: JsonOption = False) -> None:
     """Print the running worker's state: paused or not and why, its slices and sandboxes."""
+    from dcp_worker.governor.control import request
+
     _show(request("status", socket), as_json)

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dcp_worker import __version__
-from dcp_worker.cli.worker_governor import governing
 from dcp_worker.cli.worker_output import chosen_output, log_handler, status_report
 from dcp_worker.errors import (
     ConnectError,
@@ -31,10 +30,8 @@ from dcp_worker.errors import (
     UsageError,
     WorkerStartError,
 )
-from dcp_worker.governor import OPTION_HELP as GOVERNOR_HELP
+from dcp_worker.governor.settings import OPTION_HELP as GOVERNOR_HELP
 from dcp_worker.protocol.identity import Identity
-from dcp_worker.protocol.identity_cache import FILE_NAME as IDENTITY_CACHE_FILE
-from dcp_worker.protocol.identity_cache import IdentityCache
 from dcp_worker.protocol.keystore import (
     IDENTITY_KEYSTORE,
     PAYMENT_KEYSTORE,
@@ -42,13 +39,11 @@ from dcp_worker.protocol.keystore import (
     passphrases,
     resource_dir,
 )
-from dcp_worker.protocol.session import SessionOptions
-from dcp_worker.supervisor.lockdown import check_lockdown
 from dcp_worker.worker.config import WorkerConfig, load_config
-from dcp_worker.worker.runner import DEFAULT_LIMITS, StopControl, WorkerRun
 
 if TYPE_CHECKING:
     from dcp_worker.cli.dashboard import Dashboard
+    from dcp_worker.worker.runner import WorkerRun
 
 log = logging.getLogger("dcp_worker")
 
@@ -377,6 +372,8 @@ def run_worker(config: WorkerConfig) -> int:
 
 
 def _start(config: WorkerConfig) -> int:
+    from dcp_worker.supervisor.lockdown import check_lockdown
+
     lockdown = check_lockdown(config.require_lockdown)
     mode = chosen_output(config)
     handler = log_handler(config, mode) if mode != "dashboard" else None
@@ -454,6 +451,13 @@ def _announce_and_run(
         log.info(line)
     # Batches of up to 100 messages, where dcp-client sends 20: a receiver takes any number, and
     # each batch costs the scheduler one signature check and one signed ack.
+    # What only a working worker needs (sessions, aiohttp, the governor) is imported here, so
+    # that every other command starts without it.
+    from dcp_worker.protocol.identity_cache import FILE_NAME as IDENTITY_CACHE_FILE
+    from dcp_worker.protocol.identity_cache import IdentityCache
+    from dcp_worker.protocol.session import SessionOptions
+    from dcp_worker.worker.runner import DEFAULT_LIMITS, WorkerRun
+
     options = SessionOptions(
         identity_cache=IdentityCache(resource_dir() / IDENTITY_CACHE_FILE), max_messages_per_batch=100
     )
@@ -466,6 +470,9 @@ def _announce_and_run(
 async def _run(
     worker: WorkerRun, config: WorkerConfig, report_every: float | None, dashboard: Dashboard | None
 ) -> int:
+    from dcp_worker.cli.worker_governor import governing
+    from dcp_worker.worker.runner import StopControl
+
     stop = StopControl()
     loop = asyncio.get_running_loop()
     received: list[signal.Signals] = []
