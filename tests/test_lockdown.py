@@ -11,9 +11,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import select
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -280,3 +285,46 @@ def test_cli_reports_degradation_once_and_refuses_when_lockdown_is_required(tmp_
 
 def test_probing_leaves_the_asking_process_as_it_was() -> None:
     assert status_field(Path("/proc/self/status").read_text(), "Seccomp") == ["0"]
+
+
+def test_a_host_dies_with_its_supervisor(tmp_path: Path) -> None:
+    """A supervisor killed outright (SIGKILL: no cleanup) leaves no busy host running on."""
+    work = tmp_path / "spin.js"
+    work.write_text("function (x) { progress(); for (;;) {} }")
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "dcp_worker", "localexec", str(work), "--range", "1:1", "--cores", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        host = _first_child_running_a_slice(supervisor.pid)
+        watch = os.pidfd_open(host)
+        supervisor.kill()
+        supervisor.wait()
+        ready, _, _ = select.select([watch], [], [], TIMEOUT_SECONDS)  # readable once the host has died
+        os.close(watch)
+        assert ready, f"host {host} outlived its supervisor"
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGKILL)
+            supervisor.wait()
+
+
+def _first_child_running_a_slice(parent: int) -> int:
+    """The pid of ``parent``'s sandbox host, once it is busy in a slice."""
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{parent}/task/{parent}/children")
+        pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        for pid in pids:
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            # utime, in clock ticks: 1.5 s of CPU, more than starting takes, so the host is in the
+            # slice (killed while it starts, a host would end of itself, at the end of its input)
+            if b"dcp_worker.sandbox.host" in command and int(fields[11]) > 150:
+                return pid
+        time.sleep(0.05)  # no event says "a host is busy"; /proc is polled
+    raise AssertionError(f"no busy sandbox host under {parent} within {TIMEOUT_SECONDS} s")

@@ -37,6 +37,7 @@ import importlib
 import os
 import pwd
 import resource
+import signal
 import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ USER = "user"
 WALLS = (SECCOMP, LANDLOCK, NO_NEW_PRIVS, RLIMITS, USER)
 
 # prctl(2) options, from linux/prctl.h.
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 PR_GET_NO_NEW_PRIVS = 39
@@ -193,6 +195,7 @@ class Lockdown:
 
     def __init__(self, keep: Collection[int], without: Collection[str] = ()) -> None:
         self._keep = frozenset({1, 2, *keep})
+        self._parent = os.getppid()
         self._without = frozenset(without)
         self._walls: list[Wall] = []
         # Imported now: a host that has left root and raised Landlock can import nothing.
@@ -203,6 +206,7 @@ class Lockdown:
         close_descriptors_except(self._keep)
         if os.getuid() == 0 or os.geteuid() == 0:
             self._raise(USER, leave_root)
+        die_with_parent(self._parent)
         self._raise(NO_NEW_PRIVS, forbid_new_privileges)
         self._raise(LANDLOCK, lambda: forbid_file_access(self._landlock.module()))
 
@@ -280,6 +284,14 @@ def prctl(option: int, argument: int = 0) -> int:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
     return result
+
+
+def die_with_parent(parent: int) -> None:
+    """Be killed when the supervisor dies, so that no host runs on, busy, without one. Set after
+    leaving root, which clears it; a parent gone already is checked for by hand."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def forbid_new_privileges() -> str:
