@@ -44,7 +44,9 @@ from scheduler_double import (
 
 OFFICIAL_WORKER_SCRIPT = SCHEDULER_DIR / "official_worker.js"
 UNPRIVILEGED_USER = "dcptest"
-RSS_SAMPLE_SECONDS = 0.1
+# Reading smaps_rollup of a V8 process (a terabyte of reserved address space) costs milliseconds:
+# sampled ten times a second, the sampler took half a core from the workers it measured.
+RSS_SAMPLE_SECONDS = 0.5
 # What the unprivileged user must be able to read: the scripts and the packages they load.
 NEEDED_PATHS = (
     SCHEDULER_DIR / "official_worker.js",
