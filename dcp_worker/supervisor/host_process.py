@@ -35,20 +35,25 @@ class HostDied(Exception):
         self.out_of_memory = out_of_memory
 
 
+def compiled_executable() -> str | None:
+    """The running executable, when this is the single-file build (Nuitka gives every module it
+    compiled a ``__compiled__`` record); None under Python."""
+    compiled = globals().get("__compiled__")
+    executable = getattr(compiled, "process_exe", None)
+    return str(executable) if executable else None
+
+
 def host_command(memory_mb: int, lockdown: Mode) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "dcp_worker.sandbox.host",
-        "--memory-mb",
-        str(memory_mb),
-        "--lockdown",
-        lockdown.value,
-    ]
+    """A compiled build has no interpreter beside it: it starts its hosts by running itself."""
+    executable = compiled_executable()
+    start = [executable, "sandbox-host"] if executable else [sys.executable, "-m", "dcp_worker.sandbox.host"]
+    return [*start, "--memory-mb", str(memory_mb), "--lockdown", lockdown.value]
 
 
 def host_environment() -> dict[str, str]:
     """Nothing of the supervisor's environment, only what finds this package."""
+    if compiled_executable() is not None:
+        return {}
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(dcp_worker.__file__)))
     return {"PYTHONPATH": package_parent, "PYTHONDONTWRITEBYTECODE": "1"}
 
