@@ -12,6 +12,7 @@ Slow: the first build takes 15-25 minutes on two cores (later ones reuse the com
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -263,6 +264,8 @@ def user_cache_dir(built: Path) -> Iterator[Path]:
     yield unpacked
     if not existed:
         shutil.rmtree(unpacked, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            unpacked.parent.rmdir()  # if no other build is unpacked there
 
 
 def test_an_empty_environment_is_enough(built: Path, tmp_path: Path, user_cache_dir: Path) -> None:
