@@ -1,23 +1,24 @@
 """``dcp-worker``'s entry point, ``python -m dcp_worker``, and the main module of the single-file build.
 
-Two invocations skip the CLI and its imports: ``dcp-worker sandbox-host`` (hidden: how a
-supervisor starts a sandbox host when the worker is a compiled binary with no Python
-interpreter beside it) and ``dcp-worker --version``.
+Two kinds of invocation skip the CLI and its imports: the package's own subprocesses in the
+single-file build (``dcp-worker sandbox-host`` and the other hidden names of
+``self_command.PROGRAMS``), and ``dcp-worker --version``.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-SANDBOX_HOST_COMMAND = "sandbox-host"
+from dcp_worker.self_command import PROGRAMS
 
 
 def main() -> None:
     arguments = sys.argv[1:]
-    if arguments[:1] == [SANDBOX_HOST_COMMAND]:
-        from dcp_worker.sandbox.host import main as host_main
-
-        host_main(arguments[1:])
+    program = PROGRAMS.get(arguments[0]) if arguments else None
+    if program is not None:
+        sys.argv = [f"dcp-worker {arguments[0]}", *arguments[1:]]
+        sys.exit(importlib.import_module(program).main())
     elif arguments == ["--version"]:
         from dcp_worker import __version__
 

@@ -24,11 +24,12 @@ import os
 import select
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from dcp_worker.self_command import program_command
 
 __all__ = ["DEV_PTS", "Idle", "IdleSource", "X11Idle", "terminal_idle"]
 
@@ -116,7 +117,7 @@ class X11Idle:
         helper = self._helper
         if helper is None or helper.poll() is not None:
             helper = self._helper = subprocess.Popen(
-                [sys.executable, "-m", "dcp_worker.governor.x_idle"],
+                program_command("dcp_worker.governor.x_idle"),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

@@ -6,7 +6,6 @@ import asyncio
 import collections
 import os
 import signal
-import sys
 from typing import Any
 
 import dcp_worker
@@ -14,6 +13,7 @@ from dcp_worker.errors import LockdownError, SandboxError, WorkFunctionError
 from dcp_worker.json_parse import parse_json
 from dcp_worker.sandbox.framing import HEADER, encode_frame, frame_length
 from dcp_worker.sandbox.lockdown import Mode, requested_mode
+from dcp_worker.self_command import compiled_executable, program_command
 from dcp_worker.supervisor.job import JobSpec
 
 START_TIMEOUT_SECONDS = 60.0
@@ -35,19 +35,10 @@ class HostDied(Exception):
         self.out_of_memory = out_of_memory
 
 
-def compiled_executable() -> str | None:
-    """The running executable, when this is the single-file build (Nuitka gives every module it
-    compiled a ``__compiled__`` record); None under Python."""
-    compiled = globals().get("__compiled__")
-    executable = getattr(compiled, "process_exe", None)
-    return str(executable) if executable else None
-
-
 def host_command(memory_mb: int, lockdown: Mode) -> list[str]:
-    """A compiled build has no interpreter beside it: it starts its hosts by running itself."""
-    executable = compiled_executable()
-    start = [executable, "sandbox-host"] if executable else [sys.executable, "-m", "dcp_worker.sandbox.host"]
-    return [*start, "--memory-mb", str(memory_mb), "--lockdown", lockdown.value]
+    """In the single-file build a host is the executable itself (see ``self_command``)."""
+    options = ["--memory-mb", str(memory_mb), "--lockdown", lockdown.value]
+    return [*program_command("dcp_worker.sandbox.host"), *options]
 
 
 def host_environment() -> dict[str, str]:

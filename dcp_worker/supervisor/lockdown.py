@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import subprocess
-import sys
 
 import orjson
 
 from dcp_worker.errors import LockdownError
 from dcp_worker.sandbox.lockdown import LockdownReport, Mode, requested_mode
+from dcp_worker.self_command import program_command
 from dcp_worker.supervisor.host_process import host_environment
 
 PROBE_TIMEOUT_SECONDS = 30.0
@@ -25,7 +25,7 @@ def probe() -> LockdownReport:
     """The walls a host raises on this machine (probed once per process)."""
     if requested_mode(require=False) == Mode.OFF:
         return LockdownReport(off=True)
-    command = [sys.executable, "-m", "dcp_worker.sandbox.lockdown"]
+    command = program_command("dcp_worker.sandbox.lockdown")
     try:
         completed = subprocess.run(
             command, capture_output=True, env=host_environment(), timeout=PROBE_TIMEOUT_SECONDS, check=False
