@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from dcp_worker.self_command import PROGRAMS
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache"
 WORK = CACHE / "binary"
@@ -33,7 +35,6 @@ COMPILED_TWIN_GLOB = "sandbox_ext/_kvin_codec*.so"
 # Imported by the dependencies but never reached by the worker: typer only uses rich for markup
 # and pretty tracebacks (both off), pydantic.v1 and the mypy plugins are for other programs.
 NOT_FOLLOWED = (
-    "rich",
     "typer.rich_utils",
     "typer.testing",
     "pydantic.v1",
@@ -49,8 +50,9 @@ NOT_FOLLOWED = (
 # and mini-racer, pycryptodome and coincurve, which find their shared libraries by path.
 AS_BYTECODE = (
     "aiohappyeyeballs", "aiohttp", "aiosignal", "annotated_doc", "annotated_types", "attr",
-    "bidict", "engineio", "frozenlist", "h11", "idna", "multidict", "propcache", "pydantic",
-    "pydantic_core", "shellingham", "simple_websocket", "socketio", "typer", "typing_extensions",
+    "bidict", "engineio", "frozenlist", "h11", "idna", "landlockpy", "markdown_it", "mdurl",
+    "multidict", "propcache", "pydantic", "pydantic_core", "pygments", "pyseccomp", "rich",
+    "shellingham", "simple_websocket", "socketio", "typer", "typing_extensions",
     "typing_inspection", "wsproto", "yarl",
 )  # fmt: skip
 
@@ -68,7 +70,8 @@ def version() -> str:
 def build_compiled_twin() -> Path:
     """The Cython twin of the KVIN codec, built in place (the binary must carry it)."""
     subprocess.run(
-        [sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--build-temp", str(WORK / "ext")],
+        # -W ignore: setuptools' and wheel's deprecation notices say nothing about this build.
+        [sys.executable, "-W", "ignore", "setup.py", "-q", "build_ext", "--inplace", "-t", str(WORK / "ext")],
         cwd=ROOT,
         check=True,
         env={**os.environ, "DCP_WORKER_NO_EXTENSIONS": ""},
@@ -99,6 +102,11 @@ def nuitka_command(unpack_dir: str) -> list[str]:
         *(f"--noinclude-custom-mode={name}:bytecode" for name in AS_BYTECODE),
         # Imported from C by coincurve's cffi module, where Nuitka cannot see it.
         "--include-module=coincurve._cffi_backend",
+        # Imported by name at run time: the programs the worker runs as subprocesses of itself, and
+        # the lockdown's bindings (dcp_worker.sandbox.lockdown.Binding).
+        *(f"--include-module={module}" for module in PROGRAMS.values()),
+        "--include-module=landlockpy",
+        "--include-module=pyseccomp",
         "--lto=no",
         f"--report={WORK / 'compilation-report.xml'}",
         "--assume-yes-for-downloads",
