@@ -32,6 +32,8 @@ from scheduler_double import SchedulerDouble
 
 from dcp_worker import __version__
 from dcp_worker.protocol.identity import Identity
+from dcp_worker.sandbox.lockdown import LockdownReport
+from dcp_worker.supervisor.lockdown import probe as python_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -101,10 +103,14 @@ def alone(built: Path, tmp_path: Path) -> Alone:
 def test_version_and_help(alone: Alone) -> None:
     version = alone.run("--version")
     assert (version.returncode, version.stdout) == (0, f"dcp-worker {__version__}\n"), version
-    for args, words in [((), ["localexec", "keys", "--paymentAddress"]), (("keys",), ["new", "show"])]:
+    commands = ["localexec", "evaluator", "pause", "resume", "status", "keys"]
+    for args, words in [((), [*commands, "--paymentAddress"]), (("keys",), ["new", "show"])]:
         result = alone.run(*args, "--help")
         assert result.returncode == 0, result
         assert all(word in result.stdout for word in words), result.stdout
+    for command in commands:
+        result = alone.run(command, "--help")
+        assert result.returncode == 0 and result.stdout.startswith("Usage: dcp-worker"), result
 
 
 def test_the_example_job_gives_what_the_python_worker_gives(alone: Alone, tmp_path: Path) -> None:
@@ -160,8 +166,17 @@ def test_the_packaged_config_is_accepted_as_it_is_and_uncommented(alone: Alone) 
         assert json.loads(result.stdout)["maxSandboxes"] == expected
 
 
-def test_the_sandbox_host_command_serves_until_its_input_closes(alone: Alone) -> None:
-    result = alone.run("sandbox-host", "--memory-mb", "64", timeout=60)
+def test_the_hidden_programs_run_from_the_binary(alone: Alone) -> None:
+    host = alone.run("sandbox-host", "--memory-mb", "64", timeout=60)
+    assert host.returncode == 0, host  # it serves until its input closes
+    probe = alone.run("sandbox-lockdown-probe", timeout=60)
+    assert probe.returncode == 0, probe
+    # The same walls stand as around Python's hosts: landlockpy and pyseccomp work from the binary.
+    assert LockdownReport.from_json(json.loads(probe.stdout)) == python_probe()
+
+
+def test_the_evaluator_serves_stdio_until_its_input_ends(alone: Alone) -> None:
+    result = alone.run("evaluator", "--stdio", timeout=60)
     assert result.returncode == 0, result
 
 
@@ -240,6 +255,9 @@ def test_work_for_a_scheduler_and_stop_on_sigint(alone: Alone, scheduler_double:
             scheduler_double.wait_events(
                 lambda e: e.get("event") == "result" and e.get("jobId") == job, 1, timeout=120
             )
+            for control in ("pause", "status", "resume"):  # over the worker's control socket
+                answered = alone.run(control, timeout=60)
+                assert answered.returncode == 0, answered
             process.send_signal(signal.SIGINT)  # to the onefile launcher, which passes it on
             assert process.wait(timeout=90) == 0, output.read_text()
         finally:

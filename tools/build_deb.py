@@ -194,7 +194,8 @@ def build_deb() -> Path:
         "Architecture": arch,
         "Maintainer": MAINTAINER,
         "Installed-Size": str(installed_kib),
-        "Depends": f"libc6 (>= {glibc_requirement(binary)}), passwd",
+        # libseccomp: the sandbox hosts' seccomp filter (pyseccomp loads it by name).
+        "Depends": f"libc6 (>= {glibc_requirement(binary)}), libseccomp2, passwd",
         "Section": "net",
         "Priority": "optional",
         "Description": f"{SUMMARY}\n{DESCRIPTION.rstrip()}",
