@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from dcp_worker.cli.sandbox_options import MemoryOption, RequireLockdownOption
 from dcp_worker.errors import UsageError
 from dcp_worker.localexec.runner import DEFAULT_MEMORY_MB
 
@@ -41,20 +42,8 @@ def evaluator(
             help="Sandboxes at once; connections beyond are refused (closed).",
         ),
     ] = DEFAULT_MAX_CONNECTIONS,
-    memory: Annotated[
-        int,
-        typer.Option(
-            "--memory", metavar="MB", help="Memory cap per sandbox (V8 heap, ArrayBuffers and Wasm memory)."
-        ),
-    ] = DEFAULT_MEMORY_MB,
-    require_lockdown: Annotated[
-        bool,
-        typer.Option(
-            "--require-lockdown",
-            help="Refuse to run unless every sandbox can raise every wall of its lockdown "
-            "(seccomp, Landlock, no-new-privs, rlimits; see SECURITY.md).",
-        ),
-    ] = False,
+    memory: MemoryOption = DEFAULT_MEMORY_MB,
+    require_lockdown: RequireLockdownOption = False,
 ) -> None:
     """Run sandboxes for the official DCP worker (the supervisor⇄evaluator protocol)."""
     from dcp_worker.evaluator.server import EvaluatorServer, serve_stdio

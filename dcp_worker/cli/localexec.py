@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from dcp_worker.cli.display import SliceDisplay
+from dcp_worker.cli.sandbox_options import MemoryOption, RequireLockdownOption
 from dcp_worker.errors import UsageError
 from dcp_worker.localexec.inputs import parse_module, parse_range, read_arguments, read_inputs, read_text
 from dcp_worker.localexec.output import ResultWriter, result_stream
@@ -77,12 +78,7 @@ def localexec(
         float,
         typer.Option("--slice-timeout", metavar="SEC", help="Wall-clock limit per slice, in seconds."),
     ] = DEFAULT_SLICE_TIMEOUT_SECONDS,
-    memory: Annotated[
-        int,
-        typer.Option(
-            "--memory", metavar="MB", help="Memory cap per sandbox (V8 heap, ArrayBuffers and Wasm memory)."
-        ),
-    ] = DEFAULT_MEMORY_MB,
+    memory: MemoryOption = DEFAULT_MEMORY_MB,
     output_format: Annotated[
         OutputFormat,
         typer.Option(
@@ -103,14 +99,7 @@ def localexec(
             "require useStrict (then `this` is the global object, not null).",
         ),
     ] = False,
-    require_lockdown: Annotated[
-        bool,
-        typer.Option(
-            "--require-lockdown",
-            help="Refuse to run unless every sandbox can raise every wall of its lockdown "
-            "(seccomp, Landlock, no-new-privs, rlimits; see SECURITY.md).",
-        ),
-    ] = False,
+    require_lockdown: RequireLockdownOption = False,
 ) -> int:
     """Run a DCP job (work function + inputs) on this machine, on all cores, with no scheduler.
 
