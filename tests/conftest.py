@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from kvin_peer import KvinPeer
 
-# Fixtures that live beside their helpers: `scheduler_double` and `start_worker`.
-pytest_plugins = ["scheduler_double", "worker_process"]
+# Fixtures that live beside their helpers: `scheduler_double`, `start_worker`, `official_workers`.
+pytest_plugins = ["scheduler_double", "worker_process", "official_worker"]
 
 
 @pytest.fixture(scope="session")

@@ -29,10 +29,11 @@ import signal
 import stat
 import subprocess
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from scheduler_double import (
     NODE_DIR,
     SCHEDULER_DIR,
@@ -423,3 +424,26 @@ def describe(worker: OfficialWorker) -> dict[str, Any]:
         "results": len(worker.results()),
         "peak_rss_mib": worker.peak_rss_bytes / 2**20,
     }
+
+
+WorkerFactory = Callable[..., OfficialWorker]
+
+
+@pytest.fixture
+def official_workers() -> Iterator[WorkerFactory]:
+    """Start official workers (stopped and closed after the test): ``make(url, **options)``."""
+    made: list[OfficialWorker] = []
+
+    def make(url: str, **options: Any) -> OfficialWorker:
+        try:
+            worker = OfficialWorker(url, **options)
+        except OfficialWorkerUnavailable as exc:
+            pytest.skip(f"the official dcp-client worker cannot run here: {exc}")
+        made.append(worker)
+        return worker
+
+    try:
+        yield make
+    finally:
+        for worker in made:
+            worker.close()

@@ -7,22 +7,19 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli_run import one_line_error, run_cli
 from evaluator_peer import ACK, PortEvaluator, SocketPeer, assign, job, request_name, start
-from official_worker import OfficialWorker, OfficialWorkerUnavailable
+from official_worker import WorkerFactory
 from scheduler_double import JobStatus, SchedulerDouble
 
 from dcp_worker import kvin
 from dcp_worker.jsvalues import JSError
 
-pytest_plugins = ["scheduler_double"]
-
-WorkerFactory = Callable[..., OfficialWorker]
 JOBS: dict[str, tuple[str, list[Any], list[Any] | None]] = {
     "square": ("function (x) { progress(); return x * x; }", list(range(1, 9)), None),
     "arguments": (
@@ -43,25 +40,6 @@ JOBS: dict[str, tuple[str, list[Any], list[Any] | None]] = {
     "emits": ("function (x) { progress(); work.emit('hit', { x: x }); return -x; }", [1, 2], None),
 }
 BUSY = "function (x) { progress(); const end = Date.now() + x; while (Date.now() < end); return x; }"
-
-
-@pytest.fixture
-def official_workers() -> Iterator[WorkerFactory]:
-    made: list[OfficialWorker] = []
-
-    def make(url: str, **options: Any) -> OfficialWorker:
-        try:
-            worker = OfficialWorker(url, **options)
-        except OfficialWorkerUnavailable as exc:
-            pytest.skip(f"the official dcp-client worker cannot run here: {exc}")
-        made.append(worker)
-        return worker
-
-    try:
-        yield make
-    finally:
-        for worker in made:
-            worker.close()
 
 
 @pytest.fixture

@@ -15,15 +15,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from official_worker import (
     OFFICIAL_WORKER_SCRIPT,
     OfficialWorker,
     OfficialWorkerUnavailable,
+    WorkerFactory,
     check_readable,
     describe,
     ensure_unprivileged_user,
@@ -33,31 +32,7 @@ from scheduler_double import Delivery, SchedulerDouble
 from dcp_worker import kvin
 from dcp_worker.jsvalues import JSError
 
-# The scheduler_double fixture lives in tests/scheduler_double.py.
-pytest_plugins = ["scheduler_double"]
-
 SQUARE = "function (x) { progress(); return x * x; }"
-WorkerFactory = Callable[..., OfficialWorker]
-
-
-@pytest.fixture
-def official_workers() -> Iterator[WorkerFactory]:
-    """Start official workers (stopped and closed after the test): ``make(url, **options)``."""
-    made: list[OfficialWorker] = []
-
-    def make(url: str, **options: Any) -> OfficialWorker:
-        try:
-            worker = OfficialWorker(url, **options)
-        except OfficialWorkerUnavailable as exc:
-            pytest.skip(f"the official dcp-client worker cannot run here: {exc}")
-        made.append(worker)
-        return worker
-
-    try:
-        yield make
-    finally:
-        for worker in made:
-            worker.close()
 
 
 def report(what: str, worker: OfficialWorker, slices: int) -> None:
