@@ -152,24 +152,21 @@ class Sandbox:
 
     def run(self, slices_json: str) -> str:
         """Run a batch, given as JSON text; return the runtime's report, as JSON text."""
-        from py_mini_racer import JSPromise
-
-        outcome = self.racer.eval(f"__dcpHost.runBatch({js_string(slices_json)})")
-        if isinstance(outcome, JSPromise):
-            outcome = outcome.get()
-        if not isinstance(outcome, str):
-            raise TypeError(f"runtime returned {type(outcome).__name__}, not a report")
-        return outcome
+        return self._call_runtime("runBatch", slices_json, "a report")
 
     def evaluate(self, code: str) -> str:
         """Evaluate ``code`` as a global script; return the runtime's JSON verdict on it."""
+        return self._call_runtime("evaluate", code, "a verdict")
+
+    def _call_runtime(self, function: str, text: str, answer: str) -> str:
+        """``__dcpHost[function](text)``, its promise awaited; its answer is JSON text."""
         from py_mini_racer import JSPromise
 
-        outcome = self.racer.eval(f"__dcpHost.evaluate({js_string(code)})")
+        outcome = self.racer.eval(f"__dcpHost.{function}({js_string(text)})")
         if isinstance(outcome, JSPromise):
             outcome = outcome.get()
         if not isinstance(outcome, str):
-            raise TypeError(f"runtime returned {type(outcome).__name__}, not a verdict")
+            raise TypeError(f"runtime returned {type(outcome).__name__}, not {answer}")
         return outcome
 
     def close(self) -> None:
