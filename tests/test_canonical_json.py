@@ -13,7 +13,7 @@ from kvin_peer import KvinPeer
 
 from dcp_worker.json_parse import parse_json
 from dcp_worker.jsvalues import Undefined
-from dcp_worker.protocol.canonical_json import format_number, stringify
+from dcp_worker.protocol.canonical_json import Verbatim, format_number, stringify
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,9 @@ from dcp_worker.protocol.canonical_json import format_number, stringify
         ("\ud800x\udfff", '"\\ud800x\\udfff"'),
         ("\ud83d\ude00", '"\U0001f600"'),
         ((True, False, None), "[true,false,null]"),
+        # What the orjson fast path must leave to the slow one: nested index keys and floats.
+        ({"a": {"b": 1, "3": 2}, "c": [1.0, {"d": -0.0}]}, '{"a":{"3":2,"b":1},"c":[1,{"d":0}]}'),
+        ({"v": Verbatim({"z": 1.5, "1": 2}), "w": "x:1.5,"}, '{"v":{"1":2,"z":1.5},"w":"x:1.5,"}'),
     ],
 )
 def test_known_forms(value: Any, text: str) -> None:
