@@ -449,8 +449,6 @@ def _announce_and_run(
         " * Ready.",
     ):
         log.info(line)
-    # Batches of up to 100 messages, where dcp-client sends 20: a receiver takes any number, and
-    # each batch costs the scheduler one signature check and one signed ack.
     # What only a working worker needs (sessions, aiohttp, the governor) is imported here, so
     # that every other command starts without it.
     from dcp_worker.protocol.identity_cache import FILE_NAME as IDENTITY_CACHE_FILE
@@ -458,6 +456,8 @@ def _announce_and_run(
     from dcp_worker.protocol.session import SessionOptions
     from dcp_worker.worker.runner import DEFAULT_LIMITS, WorkerRun
 
+    # Batches of up to 100 messages, where dcp-client sends 20: a receiver takes any number, and
+    # each batch costs the scheduler one signature check and one signed ack.
     options = SessionOptions(
         identity_cache=IdentityCache(resource_dir() / IDENTITY_CACHE_FILE), max_messages_per_batch=100
     )
