@@ -66,3 +66,20 @@ def test_sigusr1_pauses_and_sigusr2_resumes(
     worker.signal(signal.SIGINT)
     assert worker.wait() == 0
     assert double.job_status(job)["done"] == {n: -n for n in range(1, 7)}
+
+
+def test_stopping_a_paused_worker_returns_its_slices_at_once(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess], tmp_path: Path
+) -> None:
+    double = scheduler_double
+    job = double.add_job(SLOW, list(range(1, 11)), slices_per_task=10)
+    worker = start_worker(double, "--governorInterval", "0.2")
+    results(double, job, 1)
+    assert control(tmp_path, "pause")["governor"]["paused"] is True
+    worker.signal(signal.SIGINT)  # slices in stopped sandboxes would never finish
+    assert worker.wait(timeout=30) == 0, worker.output()
+    status = double.job_status(job)
+    assert status["held"] == []
+    assert sorted([*status["done"], *status["pending"]]) == list(range(1, 11))
+    assert set(status["submissions"].values()) == {1}
+    assert "The governor holds sandboxes stopped; returning their slices now" in worker.output()

@@ -36,7 +36,7 @@ async def governing(worker: WorkerRun, settings: GovernorSettings, sandboxes: in
     def on_decision(decision: Decision) -> None:
         log.info(" * Governor: %s", decision.summary())
         throttler.apply(decision)
-        worker.govern(decision.fetch, decision.give_back, decision.summary())
+        worker.govern(decision.fetch, decision.sandboxes < sandboxes, decision.give_back, decision.summary())
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, governor.pause)

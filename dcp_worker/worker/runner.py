@@ -125,6 +125,7 @@ class WorkerRun:
         self._public_group_now = not config.leave_public_group
         self._state = "Idle"
         self._fetch_allowed = True
+        self._held_back = False
         self._governor = "off"
         self._giving_back = False
         self._earned = 0.0
@@ -198,7 +199,11 @@ class WorkerRun:
                 await self._return_all()
 
     async def _wind_down(self, stop: StopControl) -> None:
-        """Return what has not started; let the rest finish unless told to stop hard."""
+        """Return what has not started; let the rest finish unless told to stop hard, or unless
+        the governor holds sandboxes stopped: their slices would not finish, so all go back."""
+        if self._held_back and not stop.hard.is_set():
+            log.info(" . The governor holds sandboxes stopped; returning their slices now")
+            stop.hard.set()
         for job in self._jobs.values():
             if job.pool is not None:
                 await self._return(job.message.job_id, job.pool.withdraw(), "Worker stopping")
@@ -231,10 +236,11 @@ class WorkerRun:
         """Every sandbox host's process id, the oldest job's first."""
         return [pid for job in self._jobs.values() if job.pool is not None for pid in job.pool.host_pids]
 
-    def govern(self, fetch: bool, give_back: bool, summary: str) -> None:
-        """The governor's word: whether to fetch, and whether to give back every slice held
-        (the sandboxes themselves are held stopped by its throttler); ``summary`` is its state."""
+    def govern(self, fetch: bool, held_back: bool, give_back: bool, summary: str) -> None:
+        """The governor's word: whether to fetch, whether some sandboxes are held stopped (by its
+        throttler), and whether to give back every slice held; ``summary`` is its state."""
         self._fetch_allowed = fetch
+        self._held_back = held_back
         self._governor = summary
         if fetch:
             self._room.set()
