@@ -48,8 +48,16 @@ class Ledger:
                 self.returned += 1
         return held
 
-    def held(self, job_id: str | None = None) -> list[HeldSlice]:
-        return [slice for key, slice in self._held.items() if job_id is None or key[0] == job_id]
+    def numbers(self, job_id: str) -> list[int]:
+        """The numbers of the slices of ``job_id`` held."""
+        return [number for held_job, number in self._held if held_job == job_id]
+
+    def numbers_by_job(self) -> dict[str, list[int]]:
+        """The numbers of every slice held, by job."""
+        by_job: dict[str, list[int]] = {}
+        for job_id, number in self._held:
+            by_job.setdefault(job_id, []).append(number)
+        return by_job
 
     def __len__(self) -> int:
         return len(self._held)

@@ -139,7 +139,7 @@ class WorkerRun:
                 job.message.name,
                 job.pool.sandboxes_up if job.pool is not None else 0,
                 job.pool.waiting if job.pool is not None else 0,
-                len(self.ledger.held(job_id)),
+                len(self.ledger.numbers(job_id)),
             )
             for job_id, job in self._jobs.items()
         )
@@ -262,8 +262,7 @@ class WorkerRun:
                     job.serving.cancel()
                     await asyncio.gather(job.serving, return_exceptions=True)
                 del self._jobs[job_id]
-                numbers = [held.message.number for held in self.ledger.held(job_id)]
-                await self._return(job_id, numbers, "Worker paused")
+                await self._return(job_id, self.ledger.numbers(job_id), "Worker paused")
         finally:
             self._giving_back = False
 
@@ -316,12 +315,6 @@ class WorkerRun:
         if self.config.public_group_fallback and not self.config.leave_public_group:
             self._public_group_now = not got_work
 
-    def _soteria_jobs(self) -> dict[str, list[int]] | None:
-        held: dict[str, list[int]] = defaultdict(list)
-        for entry in self.ledger.held():
-            held[entry.message.job_id].append(entry.message.number)
-        return dict(held) or None
-
     async def _notify_soteria(self) -> None:
         """Tell the scheduler which slices this worker still holds, with no request for work."""
         assert self._td is not None
@@ -329,7 +322,7 @@ class WorkerRun:
         data = {
             "coreStats": {"worker": self.worker_id},
             "paymentAddress": self.payment_address,
-            "soteriaJobs": self._soteria_jobs(),
+            "soteriaJobs": self.ledger.numbers_by_job() or None,
             "overdueSlices": None,
             "fetchState": FetchState.NOTIFY_SOTERIA,
         }
@@ -349,7 +342,7 @@ class WorkerRun:
         soteria_jobs = None
         if fetch_state & FetchState.NOTIFY_SOTERIA:
             self._last_soteria = time.monotonic()
-            soteria_jobs = self._soteria_jobs()
+            soteria_jobs = self.ledger.numbers_by_job() or None
         cpu = self.config.effective_cores()[0]
         data: dict[str, Any] = {
             "targetLoad": {"cpu": cpu, "gpu": 0, "longSlices": math.floor(cpu)},
@@ -469,7 +462,7 @@ class WorkerRun:
             await self._return(job.message.job_id, job.pool.withdraw(), job.broken)
             await self._return(
                 job.message.job_id,
-                [held.message.number for held in self.ledger.held(job.message.job_id)],
+                self.ledger.numbers(job.message.job_id),
                 job.broken,
             )
 
@@ -594,8 +587,7 @@ class WorkerRun:
             run.broken = "EWORKREJECT"
             run.pool.withdraw()
             run.pool.close()
-        numbers = [held.message.number for held in self.ledger.held(job.job_id)]
-        await self._return(job.job_id, numbers, "EWORKREJECT")
+        await self._return(job.job_id, self.ledger.numbers(job.job_id), "EWORKREJECT")
 
     # -- returning ----------------------------------------------------------------------------
 
@@ -622,10 +614,7 @@ class WorkerRun:
     async def _return_all(self) -> None:
         """Give back whatever is still held, slice by slice, then ask the scheduler to release
         anything else it believes this worker holds."""
-        by_job: dict[str, list[int]] = defaultdict(list)
-        for held in self.ledger.held():
-            by_job[held.message.job_id].append(held.message.number)
-        for job_id, numbers in by_job.items():
+        for job_id, numbers in self.ledger.numbers_by_job().items():
             await self._return(job_id, numbers, "Worker stopping")
         if self._td is None:
             return
