@@ -9,6 +9,7 @@ A work function that throws still has a result, as in dcp-client 5.6: the error,
 from __future__ import annotations
 
 import datetime
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -92,16 +93,8 @@ def _json_or_marshalled(value: Any) -> Any:
 
 def _console_runs(lines: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str, int]]:
     """Console lines with repeats folded: (level, text, how many times in a row)."""
-    run: list[Any] | None = None
-    for level, text in lines:
-        if run is not None and run[0] == level and run[1] == text:
-            run[2] += 1
-            continue
-        if run is not None:
-            yield run[0], run[1], run[2]
-        run = [level, text, 1]
-    if run is not None:
-        yield run[0], run[1], run[2]
+    for (level, text), run in itertools.groupby(lines):
+        yield level, text, sum(1 for _ in run)
 
 
 def slice_emits(outcome: SliceOutcome, job_name: str, seconds: float) -> list[Emit]:
