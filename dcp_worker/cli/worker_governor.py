@@ -34,9 +34,10 @@ async def governing(worker: WorkerRun, settings: GovernorSettings, sandboxes: in
     throttler = Throttler(worker.host_pids)
 
     def on_decision(decision: Decision) -> None:
-        log.info(" * Governor: %s", decision.summary())
+        summary = decision.summary()
+        log.info(" * Governor: %s", summary)
         throttler.apply(decision)
-        worker.govern(decision.fetch, decision.sandboxes < sandboxes, decision.give_back, decision.summary())
+        worker.govern(decision.fetch, decision.sandboxes < sandboxes, decision.give_back, summary)
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, governor.pause)
