@@ -25,8 +25,7 @@ def test_a_job_completes_with_every_slice_submitted_once(
     job = scheduler_double.add_job(SQUARE, list(range(1, 31)), slices_per_task=8)
     worker = start_worker(scheduler_double)
     results(scheduler_double, job, 30)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0, worker.output()
+    worker.finish()
     status = scheduler_double.job_status(job)
     assert status["done"] == {n: n * n for n in range(1, 31)}
     assert set(status["submissions"].values()) == {1}
@@ -45,8 +44,7 @@ def test_data_uris_and_arguments(
     )
     worker = start_worker(scheduler_double)
     results(scheduler_double, job, 3)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     assert scheduler_double.job_status(job)["done"] == {n: {"label": "é", "value": n * 10} for n in (1, 2, 3)}
 
 
@@ -56,8 +54,7 @@ def test_the_task_request_carries_groups_jobs_and_wage(
     job = scheduler_double.add_job(SQUARE, [1, 2])
     worker = start_worker(scheduler_double, "--join", "scott,tiger", "-j", job, "--config", "/dev/null")
     results(scheduler_double, job, 2)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     request = scheduler_double.task_requests()[0]
     data, dcpsid = request["data"], request["dcpsid"]
     assert data["jobIds"] == [job]
@@ -79,8 +76,7 @@ def test_a_bad_datum_costs_only_its_slice(
     worker = start_worker(scheduler_double)
     results(scheduler_double, job, 3)
     scheduler_double.wait_event(lambda e: e.get("event") == "return")
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     status = scheduler_double.job_status(job)
     assert status["done"] == {1: 1, 3: 9, 4: 16}
     # The double hands a returned slice out again, and the worker refuses it again each time.
@@ -150,8 +146,7 @@ def test_a_connection_dropped_mid_result_loses_and_repeats_nothing(
     )
     worker = start_worker(scheduler_double)
     results(scheduler_double, job, 20)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0, worker.output()
+    worker.finish()
     status = scheduler_double.job_status(job)
     assert status["done"] == {n: n * n for n in range(1, 21)}
     assert set(status["submissions"].values()) == {1}
@@ -168,8 +163,7 @@ def test_slow_artifacts_are_waited_for(
     )
     worker = start_worker(scheduler_double)
     results(scheduler_double, job, 3)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     assert scheduler_double.job_status(job)["done"] == {1: 1, 2: 4, 3: 9}
 
 
@@ -181,8 +175,7 @@ def test_a_missing_work_function_returns_the_jobs_slices(
     )
     worker = start_worker(scheduler_double)
     scheduler_double.wait_events(lambda e: e.get("event") == "return", 1, timeout=30)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     status = scheduler_double.job_status(job)
     assert status["held"] == [] and status["done"] == {}
     assert all("EJOBFETCH" in str(r["reason"]) for r in status["returns"])
@@ -238,8 +231,7 @@ def test_sighup_reopens_the_log_file(
     results(scheduler_double, job, 1)
     log_file.rename(rotated)
     worker.signal(signal.SIGHUP)  # delivered before the SIGINT: lower signals first
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     assert "Starting DCP Worker" in rotated.read_text()
     reopened = log_file.read_text()
     assert "reopened" in reopened and "Worker has stopped: 1 slices submitted" in reopened

@@ -40,8 +40,7 @@ def test_a_pause_gives_slices_back_and_a_resume_finishes_the_job(
     resumed = control(tmp_path, "resume")
     assert resumed["governor"]["paused"] is False
     results(double, job, 20, timeout=120)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0, worker.output()
+    worker.finish()
     status = double.job_status(job)
     assert status["done"] == {n: -n for n in range(1, 21)}
     assert set(status["submissions"].values()) == {1}
@@ -63,8 +62,7 @@ def test_sigusr1_pauses_and_sigusr2_resumes(
     assert status["governor"]["paused"] is True
     worker.signal(signal.SIGUSR2)
     results(double, job, 6, timeout=60)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     assert double.job_status(job)["done"] == {n: -n for n in range(1, 7)}
 
 

@@ -81,8 +81,7 @@ def test_syslog_gets_each_line(
     job = scheduler_double.add_job(SQUARE, [1, 2, 3])
     worker = start_worker(scheduler_double, "--output", "syslog", *server.options)
     results(scheduler_double, job, 3)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     assert worker.output() == ""  # everything went to syslog
     messages = server.finish()
     prefix = f"{LOCAL7_INFO}dcp-worker[{worker.proc.pid}]: "
@@ -100,8 +99,7 @@ def test_report_interval_prints_status_reports(
     job = scheduler_double.add_job(SLOW, list(range(1, 9)), slices_per_task=8)
     worker = start_worker(scheduler_double, "--reportInterval", "0.5")
     results(scheduler_double, job, 8)
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0
+    worker.finish()
     output = worker.output()
     reports = output.split("=" * 78)[1:]
     assert len(reports) >= 2

@@ -4,7 +4,6 @@ metrics, held slices (Soteria); and what tasks may change: granted origins, the 
 from __future__ import annotations
 
 import json
-import signal
 from typing import Any
 
 from scheduler_double import SchedulerDouble
@@ -24,8 +23,7 @@ def emits_of(double: SchedulerDouble, job_id: str, event: str) -> list[dict[str,
 
 
 def stop(worker: WorkerProcess) -> None:
-    worker.signal(signal.SIGINT)
-    assert worker.wait() == 0, worker.output()
+    worker.finish()
 
 
 def test_a_work_function_that_throws_has_its_error_as_result(
@@ -37,7 +35,7 @@ def test_a_work_function_that_throws_has_its_error_as_result(
     )
     worker = start_worker(double)
     results(double, job, 3)
-    stop(worker)
+    worker.finish()
     status = double.job_status(job)
     assert status["submissions"] == {1: 1, 2: 1, 3: 1} and status["returns"] == []
     error = kvin.deserialize(status["doneKvin"][2] or "")
@@ -63,7 +61,7 @@ def test_console_output_and_custom_events_are_emitted(
     )
     worker = start_worker(double)
     results(double, job, 1)
-    stop(worker)
+    worker.finish()
     consoles = emits_of(double, job, "console")
     assert [(e["payload"]["level"], e["payload"]["same"]) for e in consoles] == [("log", 2), ("warn", 1)]
     assert unmarshal(consoles[0]["payload"]["message"]) == ["a 4"]
@@ -82,7 +80,7 @@ def test_a_slice_that_never_calls_progress_is_returned(
     worker = start_worker(double)
     results(double, job, 2)
     double.wait_event(lambda e: e.get("event") == "return" and e["slices"] == {job: [2]})
-    stop(worker)
+    worker.finish()
     status = double.job_status(job)
     assert status["done"] == {1: 1, 3: 3}
     assert (status["returns"][0]["sliceNumber"], status["returns"][0]["reason"]) == (2, "ENOPROGRESS")
@@ -108,7 +106,7 @@ def test_work_reject_gives_the_job_back_and_asks_for_it_no_more(
     double.wait_event(
         lambda e: e.get("event") == "taskRequest" and job in e["data"].get("rejectedJobs", []), timeout=30
     )
-    stop(worker)
+    worker.finish()
     status = double.job_status(job)
     assert status["held"] == []
     assert 3 not in status["done"] and {r["reason"] for r in status["returns"]} <= {
@@ -128,7 +126,7 @@ def test_results_carry_measured_metrics(
     )
     worker = start_worker(double)
     results(double, job, 1)
-    stop(worker)
+    worker.finish()
     (record,) = double.job_status(job)["results"]
     measured = record["metrics"]
     assert measured["CPUTime"] >= 40
@@ -154,7 +152,7 @@ def test_held_slices_are_told_to_soteria_every_period(
     assert list(soteria) == [job] and soteria[job] and set(soteria[job]) <= set(range(1, 7))
     assert notice["data"]["overdueSlices"] is None
     results(double, job, 6)
-    stop(worker)
+    worker.finish()
 
 
 def test_a_task_grants_its_compute_groups_origins(
@@ -173,7 +171,7 @@ def test_a_task_grants_its_compute_groups_origins(
         origins={"fetchWorkFunctions": [elsewhere], "fetchData": [elsewhere]},
     )
     results(double, granted, 2)
-    stop(worker)
+    worker.finish()
     assert double.job_status(granted)["done"] == {1: 2, 2: 3}
     assert "origin http://localhost" in worker.output() and "EPERM_ORIGIN" in worker.output()
 
@@ -186,7 +184,7 @@ def test_public_group_fallback_asks_for_the_public_group_only_when_idle(
     worker = start_worker(double, "--join", "scott,tiger", "--publicGroupFallback")
     results(double, job, 2)
     double.wait_events(lambda e: e.get("event") == "taskRequest" and e["data"].get("fetchState", 0) & 1, 3)
-    stop(worker)
+    worker.finish()
     requests = [r for r in double.task_requests() if r["data"].get("fetchState", 0) & 1]
     keys = [[group["joinKey"] for group in r["data"]["workerComputeGroups"]] for r in requests]
     assert keys[0] == ["scott", "public"]  # nothing fetched yet: every group
@@ -213,7 +211,7 @@ def test_modules_come_from_the_package_manager(
     worker = start_worker(double)
     results(double, job, 2)
     double.wait_event(lambda e: e.get("event") == "return" and missing in e["slices"])
-    stop(worker)
+    worker.finish()
     assert double.job_status(job)["done"] == {1: 4, 2: 7}
     returned = double.job_status(missing)["returns"]
     assert returned and all(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,11 @@ class WorkerProcess:
 
     def wait(self, timeout: float = 60) -> int:
         return self.proc.wait(timeout=timeout)
+
+    def finish(self) -> None:
+        """Stop the worker as an operator does (SIGINT) and check that it exits with status 0."""
+        self.signal(signal.SIGINT)
+        assert self.wait() == 0, self.output()
 
     def output(self) -> str:
         self._output.seek(0)
