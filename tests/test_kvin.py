@@ -244,6 +244,7 @@ def test_values_without_a_javascript_form(codec: ModuleType, value: Any) -> None
         kvin.serialize(value)
 
 
+LONG_STRING_TEXT = '{"_serializeVerId":"v9","what":"' + "\u00e9" * 5000 + '"}'
 BAD_TEXTS = [
     ("empty", "", "invalid JSON"),
     ("truncated", envelope({"arr": [1, 2]})[:-5], "invalid JSON"),
@@ -267,6 +268,10 @@ BAD_TEXTS = [
     ("bad length", envelope({"arr": [], "len": -1}), "bad length"),
     ("promise", envelope({"resolve": 1}), "promises"),
     ("NaN literal", '{"_serializeVerId": "v9", "what": NaN}', "invalid JSON"),
+    # Text of a few long non-ASCII strings goes to the other JSON parser, which must refuse as much.
+    ("long string truncated", LONG_STRING_TEXT[:-9], "invalid JSON"),
+    ("long string with NaN", LONG_STRING_TEXT.replace('"what"', '"x": NaN, "what"'), "invalid JSON"),
+    ("long string with a raw newline", LONG_STRING_TEXT.replace("\u00e9", "\n", 1), "invalid JSON"),
 ]
 
 

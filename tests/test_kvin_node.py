@@ -160,3 +160,22 @@ def test_the_peer_reads_what_we_write(codec: ModuleType, kvin_peer: KvinPeer, ex
     value = kvin.deserialize(kvin_peer.serialize(expression))
     equal, shown = kvin_peer.deserialize_equals(kvin.serialize(value), expression)
     assert equal, shown
+
+
+# Long strings take shortcuts on both sides (the text built around the string, and the standard
+# library's parser for text of a few long strings); each must still say exactly what kvin says.
+LONG_STRINGS = {
+    "Latin-1 and CJK": "'x\\u00e9\\u4e2d'.repeat(3000)",
+    "astral": "'\\u{1F600}a'.repeat(3000)",
+    "quotes and controls": "'\\u00e9\"\\\\\\n\\u0001'.repeat(3000)",
+    "lone surrogate": "'\\u00e9'.repeat(5000) + '\\ud800'",
+    "in an array": "['\\u00e9'.repeat(9000), '\\u4e2d'.repeat(9000)]",
+}
+
+
+@pytest.mark.parametrize("expression", LONG_STRINGS.values(), ids=LONG_STRINGS.keys())
+def test_long_strings_cross_both_ways(codec: ModuleType, kvin_peer: KvinPeer, expression: str) -> None:
+    value = kvin.deserialize(kvin_peer.serialize(expression))
+    assert len(value) > 1
+    equal, shown = kvin_peer.deserialize_equals(kvin.serialize(value), expression)
+    assert equal, shown

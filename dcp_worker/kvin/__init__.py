@@ -80,6 +80,11 @@ def unmarshal(envelope: Any) -> Any:
 def serialize(value: Any) -> str:
     """KVIN text for a Python value; raises ``KVINError`` for what has no JavaScript form."""
     envelope = marshal(value)
+    what = envelope["what"]
+    if type(what) is str and not what.isascii():
+        text = _around_plain_string(envelope, what)
+        if text is not None:
+            return text
     try:
         return orjson.dumps(envelope).decode()
     except orjson.JSONEncodeError:
@@ -89,6 +94,20 @@ def serialize(value: Any) -> str:
             return json.dumps(envelope, separators=(",", ":"), allow_nan=False)
         except RecursionError:
             raise KVINError("cannot write KVIN: the value is nested too deeply") from None
+
+
+def _around_plain_string(envelope: dict[str, Any], what: str) -> str | None:
+    """The text of an envelope holding one string that JSON writes unescaped, built around the
+    string itself: decoding orjson's UTF-8 back into a str costs ~3 ms per MB of non-ASCII text, a
+    tenth of that here. A string result is what most DCP work functions return."""
+    try:
+        literal = orjson.dumps(what)
+    except orjson.JSONEncodeError:
+        return None
+    if len(literal) != len(what.encode()) + 2:
+        return None
+    others = orjson.dumps({key: item for key, item in envelope.items() if key != "what"}).decode()
+    return '{"what":"' + what + '",' + others[1:]
 
 
 def deserialize(text: str | bytes) -> Any:
