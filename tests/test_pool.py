@@ -68,6 +68,29 @@ def test_withdrawn_slices_are_not_run() -> None:
     assert results == {200: [7, 1]}
 
 
+def test_withdrawing_mid_run_takes_back_exactly_the_slices_not_yet_sent() -> None:
+    results: dict[int, Any] = {}
+    withdrawn: list[int] = []
+
+    async def scenario() -> None:
+        pool = SandboxPool(COUNTING, sandboxes=1, limits=LIMITS)
+        record = collect(results)
+
+        def report(outcome: BatchOutcome) -> None:
+            record(outcome)
+            if len(results) >= 30 and not withdrawn:
+                withdrawn.extend(pool.withdraw())
+                pool.close()
+
+        pool.add(range(1, 201), list(range(200)))
+        await pool.serve(report)
+
+    asyncio.run(scenario())
+    # Part of the one run of 200 had gone out in batches; the rest comes back, once, in order.
+    assert withdrawn and withdrawn == list(range(withdrawn[0], 201))
+    assert sorted(results) == list(range(1, withdrawn[0]))
+
+
 def test_a_small_job_starts_no_more_hosts_than_it_has_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[int] = []
     real_start = pool_module.SandboxHost.start

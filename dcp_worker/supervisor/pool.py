@@ -82,10 +82,12 @@ class SandboxPool:
         self._job = job
         self._sandboxes = sandboxes
         self._limits = limits
-        # Slices not yet sent wait in _pending (as the runs they were added in, _queued in all);
-        # batches a lost host never ran wait in _retry, and slices of a batch that broke a
-        # limit wait in _alone, to run alone.
+        # Slices not yet sent wait in _pending (as the runs they were added in, _queued in all;
+        # the first _head_sent of the first run have gone, a run being long and not copied at
+        # every batch); batches a lost host never ran wait in _retry, and slices of a batch that
+        # broke a limit wait in _alone, to run alone.
         self._pending: collections.deque[SliceBatch] = collections.deque()
+        self._head_sent = 0
         self._queued = 0
         self._retry: collections.deque[SliceBatch] = collections.deque()
         self._alone: collections.deque[SliceBatch] = collections.deque()
@@ -137,12 +139,13 @@ class SandboxPool:
 
     def withdraw(self) -> list[int]:
         """Take back every slice not yet sent to a host (to return it); returns their numbers."""
-        withdrawn = [
-            number for batch in (*self._alone, *self._retry, *self._pending) for number in batch.numbers
-        ]
+        withdrawn = [number for batch in (*self._alone, *self._retry) for number in batch.numbers]
+        for index, batch in enumerate(self._pending):
+            withdrawn.extend(batch.numbers[self._head_sent :] if index == 0 else batch.numbers)
         self._alone.clear()
         self._retry.clear()
         self._pending.clear()
+        self._head_sent = 0
         self._queued = 0
         return withdrawn
 
@@ -189,14 +192,16 @@ class SandboxPool:
             return self._retry.popleft()
         if not self._pending:
             return None
-        head = self._pending[0]
-        size = min(pacer.size(self._queued, self._sandboxes), len(head))
+        head, start = self._pending[0], self._head_sent
+        size = min(pacer.size(self._queued, self._sandboxes), len(head) - start)
         if size == len(head):
-            self._pending.popleft()
             batch = head
         else:
-            batch = SliceBatch(head.numbers[:size], head.data[:size])
-            self._pending[0] = SliceBatch(head.numbers[size:], head.data[size:])
+            batch = SliceBatch(head.numbers[start : start + size], head.data[start : start + size])
+        self._head_sent += size
+        if self._head_sent == len(head):
+            self._pending.popleft()
+            self._head_sent = 0
         self._queued -= size
         return batch
 
