@@ -18,12 +18,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from cli_run import isolated_environment
 from official_worker import check_readable, ensure_unprivileged_user
 
 from dcp_worker import kvin
@@ -226,9 +228,12 @@ def request_name(line: Line) -> str | None:
 
 
 class PortEvaluator:
-    """``dcp-worker evaluator --port 0 ...`` on 127.0.0.1; ``port`` is where it listens."""
+    """``dcp-worker evaluator --port 0 ...`` on 127.0.0.1; ``port`` is where it listens. It runs
+    with ``home`` (a fresh one by default) as its home, configuration and control socket's place."""
 
-    def __init__(self, *options: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *options: str, home: Path | None = None) -> None:
+        self._scratch = tempfile.TemporaryDirectory() if home is None else None
+        self.home = Path(self._scratch.name) if self._scratch is not None else home
         command = [
             sys.executable,
             "-m",
@@ -241,7 +246,11 @@ class PortEvaluator:
             *options,
         ]
         self.proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd="/"
+            command,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=isolated_environment(self.home),
+            cwd="/",
         )
         assert self.proc.stderr is not None
         first = self.proc.stderr.readline().decode()
@@ -278,6 +287,8 @@ class PortEvaluator:
                 self.proc.wait()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
 
 def job(work_function: str, **overrides: Any) -> dict[str, Any]:

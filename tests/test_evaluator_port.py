@@ -5,6 +5,7 @@ node evaluator (``evaluator-node.js``); and the server outlives what its connect
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -133,6 +134,40 @@ def test_connections_beyond_the_limit_are_refused() -> None:
         assert any("refused a connection" in line for line in evaluator.stderr_lines)
 
 
+def test_the_governor_refuses_sandboxes_while_paused_and_gives_running_ones_back(tmp_path: Path) -> None:
+    config = tmp_path / "governor.toml"
+    config.write_text("governorInterval = 0.2\nresumeWithin = 1\n")
+    with (
+        PortEvaluator("--config", str(config), home=tmp_path) as evaluator,
+        SocketPeer(evaluator.port) as running,
+    ):
+        start(running)
+        assert assign(running, job(BUSY))[1]["request"] == "assigned"
+        running.request({"request": "resetState"})
+        running.reply("resetStateDone")
+        running.request({"request": "main", "data": 60_000})
+        assert running.message() == ACK  # the slice runs, for a minute
+        paused = run_cli(tmp_path, "pause", "--json")
+        assert paused.returncode == 0, paused.stderr
+        answer = json.loads(paused.stdout)
+        assert answer["governor"]["paused"] is True
+        assert answer["evaluator"] == {"connections": 1, "maxConnections": 16, "accepting": False, "refused": 0}
+        with SocketPeer(evaluator.port) as refused:
+            assert refused.line(timeout=30) == ("EOF", "")
+        # Paused for longer than resumeWithin: the connection is closed, and its supervisor
+        # returns the slice it had running there.
+        assert running.line(timeout=30) == ("EOF", "")
+        resumed = run_cli(tmp_path, "resume", "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["governor"]["paused"] is False
+        with SocketPeer(evaluator.port) as accepted:
+            start(accepted)
+        assert evaluator.proc.poll() is None
+    said = "".join(evaluator.stderr_lines)
+    assert "refused a connection: the governor says to take no work now" in said
+    assert "closed a connection: the governor gives work back" in said
+
+
 def test_a_supervisor_leaving_mid_slice_does_not_take_the_evaluator_with_it(evaluator: PortEvaluator) -> None:
     with SocketPeer(evaluator.port) as leaving:
         start(leaving)
@@ -194,3 +229,9 @@ def test_bad_options_are_one_line_errors(tmp_path: Path) -> None:
         run_cli(tmp_path, "evaluator", "--port", "0", "--max-connections", "0")
     )
     assert "--port" in one_line_error(run_cli(tmp_path, "evaluator", "--port", "70000"))
+    assert "--config goes with --port" in one_line_error(
+        run_cli(tmp_path, "evaluator", "--stdio", "--config", str(tmp_path / "x.toml"))
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text("maxLoad = 'lots'\n")
+    assert "maxLoad" in one_line_error(run_cli(tmp_path, "evaluator", "--port", "0", "--config", str(bad)))

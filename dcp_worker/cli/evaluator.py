@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dcp_worker.cli.sandbox_options import MemoryOption, RequireLockdownOption
 from dcp_worker.errors import UsageError
 from dcp_worker.localexec.runner import DEFAULT_MEMORY_MB
+
+if TYPE_CHECKING:
+    from dcp_worker.evaluator.server import EvaluatorServer
+    from dcp_worker.governor.settings import GovernorSettings
 
 DEFAULT_PORT = 9000
 DEFAULT_MAX_CONNECTIONS = 16
@@ -44,10 +49,20 @@ def evaluator(
     ] = DEFAULT_MAX_CONNECTIONS,
     memory: MemoryOption = DEFAULT_MEMORY_MB,
     require_lockdown: RequireLockdownOption = False,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="With --port: the governor's settings from this worker configuration file, "
+            "over the system's and yours and under DCP_WORKER_* variables.",
+        ),
+    ] = None,
 ) -> None:
     """Run sandboxes for the official DCP worker (the supervisor⇄evaluator protocol)."""
     from dcp_worker.evaluator.server import EvaluatorServer, serve_stdio
     from dcp_worker.supervisor.lockdown import check_lockdown
+    from dcp_worker.worker.config import load_config
 
     if stdio and port is not None:
         raise UsageError("--stdio and --port are exclusive: one transport at a time")
@@ -58,14 +73,23 @@ def evaluator(
     if require_lockdown:
         check_lockdown(require=True)  # otherwise each host raises what walls it can, unannounced
     if stdio:
+        if config_file is not None:
+            raise UsageError("--config goes with --port: with --stdio the worker that started it governs")
         asyncio.run(serve_stdio(memory, require_lockdown))
         return
+    governor = load_config({}, config_file).governor
     server = EvaluatorServer(
         listen, DEFAULT_PORT if port is None else port, max_connections, memory, require_lockdown
     )
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        asyncio.run(_serve_governed(server, governor))
+
+
+async def _serve_governed(server: EvaluatorServer, settings: GovernorSettings) -> None:
+    from dcp_worker.cli.governing import governing
 
     def listening(host: str, bound_port: int) -> None:
         print(f"dcp-worker evaluator: listening on {host}:{bound_port}", file=sys.stderr, flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        asyncio.run(server.serve(listening))
+    async with governing(server, settings, server.max_connections, server.status):
+        await server.serve(listening)

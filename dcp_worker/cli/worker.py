@@ -14,7 +14,7 @@ import string
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -470,7 +470,7 @@ def _announce_and_run(
 async def _run(
     worker: WorkerRun, config: WorkerConfig, report_every: float | None, dashboard: Dashboard | None
 ) -> int:
-    from dcp_worker.cli.worker_governor import governing
+    from dcp_worker.cli.governing import governing
     from dcp_worker.worker.runner import StopControl
 
     stop = StopControl()
@@ -507,8 +507,12 @@ async def _run(
         shows.append(
             asyncio.create_task(_every(DASHBOARD_REFRESH_SECONDS, lambda: dashboard.update(worker.status())))
         )
+
+    def governed_status() -> dict[str, Any]:
+        return {"worker": asdict(worker.status())}
+
     try:
-        async with governing(worker, config.governor, config.sandbox_count()):
+        async with governing(worker, config.governor, config.sandbox_count(), governed_status):
             await worker.run(stop)
     except ConnectError:
         raise

@@ -83,6 +83,10 @@ class EvaluatorSandbox:
         self._slices = 0
         self._capabilities: dict[str, Any] | None = None
 
+    @property
+    def pid(self) -> int:
+        return self._host.pid
+
     @classmethod
     async def start(cls, memory_mb: int, require_lockdown: bool = False) -> EvaluatorSandbox:
         """Spawn the host; it loads V8 and the runtime while the first request is on its way."""

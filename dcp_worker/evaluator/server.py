@@ -3,7 +3,10 @@ output, or one sandbox per TCP connection, each in a sandbox host process of its
 
 On a port, a host is started ahead of each connection (one spare), so that a connection does not
 wait for V8 to load; connections beyond ``max_connections`` are closed at once, as
-``dcp-evaluator-manager`` refuses them, and the supervisor sees its evaluator close.
+``dcp-evaluator-manager`` refuses them, and the supervisor sees its evaluator close. The server
+can be governed (``dcp_worker.cli.governing``): while the governor says to take no work, new
+connections are refused the same way; when it says to give work back, every connection is
+closed, and the supervisor returns the slices it had running on them.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from dcp_worker.errors import SandboxError, UsageError
 from dcp_worker.evaluator.lines import MAX_LINE_BYTES, LineChannel, open_stdio
@@ -40,8 +44,34 @@ class EvaluatorServer:
         self.memory_mb = memory_mb
         self.require_lockdown = require_lockdown
         self.active = 0
+        self.refused = 0
+        self.accepting = True  # False while the governor says to take no work
         self._spare: asyncio.Task[EvaluatorSandbox] | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self._sandboxes: dict[asyncio.Task[None], EvaluatorSandbox] = {}  # in the order they began
+        self._given_back: set[asyncio.Task[None]] = set()  # sessions the governor ended
+
+    def host_pids(self) -> list[int]:
+        """The sandbox host of every connection, the oldest first."""
+        return [sandbox.pid for sandbox in self._sandboxes.values()]
+
+    def govern(self, fetch: bool, held_back: bool, give_back: bool, summary: str) -> None:
+        """The governor's word (see ``dcp_worker.cli.governing.Governed``)."""
+        self.accepting = fetch
+        if give_back:
+            for session in self._sessions - self._given_back:
+                self._given_back.add(session)
+                session.cancel()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "evaluator": {
+                "connections": self.active,
+                "maxConnections": self.max_connections,
+                "accepting": self.accepting,
+                "refused": self.refused,
+            }
+        }
 
     async def serve(self, on_listening: Callable[[str, int], None]) -> None:
         try:
@@ -80,23 +110,35 @@ class EvaluatorServer:
         return await spare
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.active >= self.max_connections:
+        refusal = (
+            None
+            if self.accepting and self.active < self.max_connections
+            else f"{self.active} sandboxes already running"
+            if self.accepting
+            else "the governor says to take no work now"
+        )
+        if refusal is not None:
             writer.close()
-            print(
-                f"dcp-worker evaluator: refused a connection: {self.active} sandboxes already running",
-                file=sys.stderr,
-            )
+            self.refused += 1
+            print(f"dcp-worker evaluator: refused a connection: {refusal}", file=sys.stderr)
             return
         self.active += 1
         task = asyncio.current_task()
         assert task is not None
         self._sessions.add(task)
         try:
-            sandbox = await self._take_sandbox()
+            sandbox = self._sandboxes[task] = await self._take_sandbox()
             await EvaluatorSession(LineChannel(reader, writer), sandbox).run()
         except SandboxError as error:
             print(f"dcp-worker evaluator: {error}", file=sys.stderr)
             writer.close()
+        except asyncio.CancelledError:
+            if task not in self._given_back:
+                raise
+            task.uncancel()  # the connection ends, the server goes on
+            print("dcp-worker evaluator: closed a connection: the governor gives work back", file=sys.stderr)
         finally:
             self.active -= 1
             self._sessions.discard(task)
+            self._sandboxes.pop(task, None)
+            self._given_back.discard(task)

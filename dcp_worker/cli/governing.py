@@ -1,13 +1,14 @@
-"""The governor around a running worker: its decisions applied, SIGUSR1/SIGUSR2, the control socket."""
+"""The governor around a running worker or evaluator server: its decisions applied, SIGUSR1/SIGUSR2,
+the control socket."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 from dcp_worker.errors import ControlError
 from dcp_worker.governor import (
@@ -18,18 +19,33 @@ from dcp_worker.governor import (
     governor_handlers,
     serve_control,
 )
-from dcp_worker.worker.runner import WorkerRun
 
-__all__ = ["governing"]
+__all__ = ["Governed", "governing"]
 
 log = logging.getLogger("dcp_worker")
 
 
+class Governed(Protocol):
+    """What the governor governs: a worker (``WorkerRun``) or an evaluator server."""
+
+    def host_pids(self) -> list[int]:
+        """Every sandbox host's process id, the oldest first."""
+        ...
+
+    def govern(self, fetch: bool, held_back: bool, give_back: bool, summary: str) -> None:
+        """Whether to take new work, whether some sandboxes are held stopped, whether to give
+        back every slice held; ``summary`` is the governor's state."""
+        ...
+
+
 @contextlib.asynccontextmanager
-async def governing(worker: WorkerRun, settings: GovernorSettings, sandboxes: int) -> AsyncIterator[None]:
+async def governing(
+    worker: Governed, settings: GovernorSettings, sandboxes: int, status: Callable[[], dict[str, Any]]
+) -> AsyncIterator[None]:
     """While the block runs: the governor decides, its throttler holds sandbox hosts stopped,
-    the worker fetches and gives slices back as it says, and ``dcp-worker pause|resume|status``
-    (or SIGUSR1 and SIGUSR2) reach it. Everything is stopped, and every host continued, after."""
+    ``worker`` takes work and gives it back as it says, and ``dcp-worker pause|resume|status``
+    (or SIGUSR1 and SIGUSR2) reach it, ``status`` answering for ``worker``. Everything is
+    stopped, and every host continued, after."""
     governor = Governor(settings, sandboxes, hosts=worker.host_pids)
     throttler = Throttler(worker.host_pids)
 
@@ -42,7 +58,7 @@ async def governing(worker: WorkerRun, settings: GovernorSettings, sandboxes: in
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGUSR1, governor.pause)
     loop.add_signal_handler(signal.SIGUSR2, governor.resume)
-    handlers = governor_handlers(governor, lambda: {"worker": dataclasses.asdict(worker.status())})
+    handlers = governor_handlers(governor, status)
     async with contextlib.AsyncExitStack() as stack:
         try:
             path = await stack.enter_async_context(serve_control(handlers))
