@@ -232,8 +232,11 @@ class PortEvaluator:
     with ``home`` (a fresh one by default) as its home, configuration and control socket's place."""
 
     def __init__(self, *options: str, home: Path | None = None) -> None:
-        self._scratch = tempfile.TemporaryDirectory() if home is None else None
-        self.home = Path(self._scratch.name) if self._scratch is not None else home
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if home is None:
+            self._scratch = tempfile.TemporaryDirectory()
+            home = Path(self._scratch.name)
+        self.home = home
         command = [
             sys.executable,
             "-m",
