@@ -110,13 +110,11 @@ class EvaluatorServer:
         return await spare
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        refusal = (
-            None
-            if self.accepting and self.active < self.max_connections
-            else f"{self.active} sandboxes already running"
-            if self.accepting
-            else "the governor says to take no work now"
-        )
+        refusal = None
+        if not self.accepting:
+            refusal = "the governor says to take no work now"
+        elif self.active >= self.max_connections:
+            refusal = f"{self.active} sandboxes already running"
         if refusal is not None:
             writer.close()
             self.refused += 1
