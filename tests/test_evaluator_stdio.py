@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from cli_run import one_line_error, run_cli
 from evaluator_peer import (
     ACK,
     MAP_BASIC,
+    SLICE_ENDS,
     StdioEvaluator,
     assign,
     job,
@@ -182,6 +184,60 @@ def test_a_slice_over_the_memory_cap_is_a_sandbox_error_and_ends_the_sandbox(all
         assert [value["request"] for _, value in messages][-2:] == ["measurement", "sandboxError"]
         assert small.until(lambda line: line[0] in ("DIE", "EOF"))[-1][0] == "DIE"
         assert small.proc.wait(timeout=20) == 0
+
+
+# Reports, then two seconds of work: the supervisor must hear them before the slice ends.
+REPORTS_THEN_WORK = """function (x) {
+  console.log('starting', x);
+  work.emit('started', { x: x });
+  progress(0.25);
+  const end = Date.now() + 2000;
+  while (Date.now() < end);
+  progress();
+  return x;
+}"""
+
+
+def messages_of(lines: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    return [sandbox_message(line)[1] for line in lines if request_name(line) is not None]
+
+
+def test_a_slice_reports_while_it_runs(evaluator: StdioEvaluator) -> None:
+    start(evaluator)
+    assert assign(evaluator, job(REPORTS_THEN_WORK))[1]["request"] == "assigned"
+    evaluator.request({"request": "resetState"})
+    evaluator.reply("resetStateDone")
+    evaluator.request({"request": "main", "data": 7})
+    early = messages_of(evaluator.until(lambda line: request_name(line) == "progress"))
+    heard = time.monotonic()
+    rest = messages_of(evaluator.until(lambda line: request_name(line) in SLICE_ENDS))
+    ended = time.monotonic()
+    assert ended - heard > 1.0, "the reports came only when the slice had ended"
+    assert [value["request"] for value in early if value["request"] != "measurement"] == [
+        "console",
+        "emitEvent",
+        "progress",
+    ]
+    assert early[0]["payload"]["message"] == ["starting 7"] or early[0]["payload"]["message"] == ["starting", 7]
+    assert early[1]["payload"] == {"eventName": "custom", "customEvent": "started", "data": {"x": 7}}
+    assert {key: early[2][key] for key in ("progress", "value", "indeterminate")} == {
+        "progress": 25,
+        "value": 0.25,
+        "indeterminate": 0,
+    }
+    assert [value["request"] for value in rest][-2:] == ["measurement", "complete"]
+    assert rest[-1]["result"] == 7
+
+
+def test_reports_beyond_the_live_ring_come_at_the_end_in_order(ours: StdioEvaluator) -> None:
+    start(ours)
+    # 2,000 lines of 1,000 characters: twice what the ring holds, written faster than it drains.
+    flood = "function (x) { progress(); for (let i = 0; i < 2000; i++) console.log(String(i).padEnd(1000, '.')); return x; }"
+    assign(ours, job(flood))
+    messages = run_slice(ours, 1)
+    lines = [value["payload"]["message"][0] for _, value in messages if value["request"] == "console"]
+    assert [int(line.rstrip(".")) for line in lines] == list(range(2000))
+    assert messages[-1][1]["result"] == 1
 
 
 def test_a_slice_without_progress_completes_for_the_supervisor_to_judge(ours: StdioEvaluator) -> None:

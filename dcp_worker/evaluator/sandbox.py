@@ -6,6 +6,7 @@ evaluate code.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,48 @@ class SliceReport:
     value: Any = Undefined
     error: JSError | None = None
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConsole:
+    level: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    name: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LiveProgress:
+    """``calls`` progress() calls since the last report, the last with ``value`` (its argument,
+    Undefined for none), which is ``percent`` (None when it was none, or not a valid one)."""
+
+    calls: int
+    percent: float | None
+    value: Any
+
+
+LiveReport = LiveConsole | LiveEvent | LiveProgress
+
+
+def live_reports(records: list[Any]) -> list[LiveReport]:
+    """A live host's records (see ``sendLive`` in runtime.js) as LiveReports."""
+    reports: list[LiveReport] = []
+    for record in records:
+        kind = record["kind"]
+        if kind == "console":
+            reports.append(LiveConsole(str(record["level"]), str(record["text"])))
+        elif kind == "event":
+            reports.append(LiveEvent(str(record["name"]), from_json(record["payload"])))
+        else:
+            value = record["value"]
+            reports.append(
+                LiveProgress(int(record["calls"]), record["percent"], Undefined if value is None else value)
+            )
+    return reports
 
 
 def _js_error(described: dict[str, Any]) -> JSError:
@@ -90,7 +133,7 @@ class EvaluatorSandbox:
     @classmethod
     async def start(cls, memory_mb: int, require_lockdown: bool = False) -> EvaluatorSandbox:
         """Spawn the host; it loads V8 and the runtime while the first request is on its way."""
-        return cls(await SandboxHost.spawn(memory_mb, require_lockdown=require_lockdown))
+        return cls(await SandboxHost.spawn(memory_mb, require_lockdown=require_lockdown, live=True))
 
     async def _request(self, body: bytes, timeout: float | None) -> dict[str, Any]:
         try:
@@ -117,13 +160,16 @@ class EvaluatorSandbox:
             return _js_error(reply["error"])
         return None
 
-    async def run_slice(self, datum_json: Any) -> SliceReport:
-        """Run the work function on one datum (tagged JSON); no timeout, as DCP's supervisor keeps time."""
+    async def run_slice(self, datum_json: Any, on_live: Callable[[list[LiveReport]], None]) -> SliceReport:
+        """Run the work function on one datum (tagged JSON); no timeout, as DCP's supervisor keeps
+        time. What the slice reports while it runs goes to ``on_live``; the SliceReport has the rest."""
         self._slices += 1
         started = time.perf_counter()
         self._host.send_batch(dump_json({"first": self._slices, "data": [datum_json]}))
         try:
-            report = (await self._host.receive(None))["results"]
+            report = (await self._host.receive(None, lambda records: on_live(live_reports(records))))[
+                "results"
+            ]
         except (HostDied, LockdownError) as died:
             raise SandboxLost(str(died)) from None
         return slice_report(report, time.perf_counter() - started)

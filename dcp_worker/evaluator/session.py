@@ -25,7 +25,14 @@ from typing import Any
 from dcp_worker import kvin
 from dcp_worker.errors import KVINError
 from dcp_worker.evaluator.lines import LineChannel, LineTooLong
-from dcp_worker.evaluator.sandbox import EvaluatorSandbox, SandboxLost, SliceReport
+from dcp_worker.evaluator.sandbox import (
+    EvaluatorSandbox,
+    LiveConsole,
+    LiveEvent,
+    LiveReport,
+    SandboxLost,
+    SliceReport,
+)
 from dcp_worker.json_parse import parse_json
 from dcp_worker.jsvalues import JSError, Undefined
 from dcp_worker.supervisor.job import JobSpec, Module
@@ -106,6 +113,7 @@ class EvaluatorSession:
         self._requests: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._modules: dict[float, asyncio.Future[Any]] = {}
         self._assigned = False
+        self._last_percent: float | None = None  # the running slice's last progress, as DCP reports it
         self._handling = False  # whether _work is answering a request now
         self._ended = asyncio.Event()
 
@@ -323,8 +331,9 @@ class EvaluatorSession:
                 f"the slice's datum cannot be passed to the work function: {error}"
             )
             return
+        self._last_percent = None
         try:
-            report = await self._sandbox.run_slice(datum)
+            report = await self._sandbox.run_slice(datum, self._post_live)
         except SandboxLost as lost:
             # The host is gone (its memory cap, a V8 crash): the supervisor hears it of this
             # slice before the DIE line.
@@ -336,21 +345,52 @@ class EvaluatorSession:
         self._post(RING_WORK, {"request": "measurement", "total": 0, "webGL": 0, "webGPU": 0, "CPU": 0})
         self._post(RING_WORK, {"request": "sandboxError", "error": JSError("Error", message)})
 
+    def _post_console(self, level: str, text: str) -> None:
+        self._post(
+            RING_WORK, {"request": "console", "payload": {"level": level, "message": [text], "same": 1}}
+        )
+
+    def _post_event(self, name: str, data: Any) -> None:
+        self._post(
+            RING_WORK,
+            {"request": "emitEvent", "payload": {"eventName": "custom", "customEvent": name, "data": data}},
+        )
+
+    def _post_live(self, reports: list[LiveReport]) -> None:
+        """What a slice reports while it runs, sent on at once."""
+        for report in reports:
+            if isinstance(report, LiveConsole):
+                self._post_console(report.level, report.text)
+            elif isinstance(report, LiveEvent):
+                self._post_event(report.name, report.data)
+            else:
+                # As DCP's sandbox: progress() with no value repeats the last one, and is
+                # indeterminate only before there is one; a bad value is indeterminate.
+                if report.percent is not None:
+                    self._last_percent = report.percent
+                indeterminate = report.percent is None and (
+                    report.value is not Undefined or self._last_percent is None
+                )
+                self._post(
+                    RING_WORK,
+                    {
+                        "request": "progress",
+                        "progress": self._last_percent or 0,
+                        "value": report.value,
+                        "indeterminate": int(indeterminate),
+                        "throttledReports": report.calls - 1,
+                    },
+                )
+        self._channel.flush()
+
     def _stream_slice(self, report: SliceReport) -> None:
+        """The end of a slice: what it reported that did not go live, then its outcome."""
         for level, text in report.console:
-            self._post(
-                RING_WORK, {"request": "console", "payload": {"level": level, "message": [text], "same": 1}}
-            )
+            self._post_console(level, text)
         for name, data in report.events:
-            self._post(
-                RING_WORK,
-                {
-                    "request": "emitEvent",
-                    "payload": {"eventName": "custom", "customEvent": name, "data": data},
-                },
-            )
+            self._post_event(name, data)
         if report.progress_calls:
-            # The runtime counts progress() calls; the slice has finished when they are reported.
+            # Calls not reported live (throttled); the slice has finished when they are reported.
             self._post(
                 RING_WORK,
                 {

@@ -14,7 +14,10 @@ Messages, supervisor to host:
       (the code runs as a global script; a promise it yields is awaited)
   {"op": "exit"}                         -> the process exits
 A report is built by ``runtime.js`` (see ``newReport`` there). When the isolate's heap limit
-is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits.
+is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits. A host
+started with ``--live`` also sends {"op": "live", "records": [...]} while a batch runs: the
+console lines, events and progress its slices report as they happen (see ``live``), which its
+report then leaves out.
 
 Before it reads the first message, a host locks itself down (see ``lockdown``): once V8 is
 loaded and before it receives any job, it can compute and answer on its channel, nothing else.
@@ -25,8 +28,8 @@ Test-only: ``--test-probes`` (which the supervisor never passes) makes the host 
 {"op": "probe", ...} messages and run the probe a work function names (see ``probes``), and
 ``--test-without WALL`` leaves a wall down, as on a machine that lacks it.
 
-This module imports nothing from the rest of the package but ``framing``, ``limits`` and
-``lockdown``, so a host starts quickly.
+This module imports nothing from the rest of the package but ``framing``, ``limits``, ``live``
+and ``lockdown``, so a host starts quickly.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import orjson
 
 from dcp_worker.sandbox import limits
 from dcp_worker.sandbox.framing import read_frame, write_frame
+from dcp_worker.sandbox.live import LivePoller, LiveRing
 from dcp_worker.sandbox.lockdown import WALLS, Lockdown, Mode
 
 if TYPE_CHECKING:
@@ -55,6 +59,8 @@ ERROR_LOCATION = re.compile(r"^(.*?):(\d+): (.*)$", re.MULTILINE)
 UNPARSED_SCRIPT = "<anonymous>"
 # On the work function's first line, so that line numbers stay the file's own.
 STRICT_PROLOGUE = '"use strict";'
+# The live reports' ring, in UTF-16 code units: 1 MiB.
+LIVE_RING_UNITS = 1 << 19
 
 
 class Channel:
@@ -154,6 +160,13 @@ class Sandbox:
         """Run a batch, given as JSON text; return the runtime's report, as JSON text."""
         return self._call_runtime("runBatch", slices_json, "a report")
 
+    def open_live(self) -> LiveRing:
+        """Have the runtime report live through a ring; the host's end of it."""
+        memory = self.racer.eval(f"__dcpHost.openLive({LIVE_RING_UNITS})")
+        if not isinstance(memory, memoryview):
+            raise TypeError(f"runtime returned {type(memory).__name__}, not a SharedArrayBuffer")
+        return LiveRing(memory)
+
     def evaluate(self, code: str) -> str:
         """Evaluate ``code`` as a global script; return the runtime's JSON verdict on it."""
         return self._call_runtime("evaluate", code, "a verdict")
@@ -173,7 +186,7 @@ class Sandbox:
         self.racer.close()
 
 
-def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None) -> None:
+def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None, live: LivePoller | None) -> None:
     from py_mini_racer import JSOOMException
 
     while True:
@@ -183,11 +196,17 @@ def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None) -> None:
             return
         op = message.get("op")
         if op == "run":
+            batch = channel.receive_raw().decode()
+            if live is not None:
+                live.begin()
             try:
-                report = sandbox.run(channel.receive_raw().decode())
+                report = sandbox.run(batch)
             except JSOOMException as error:
                 channel.send({"op": "fatal", "kind": "memory", "message": str(error)})
                 return
+            finally:
+                if live is not None:
+                    live.end()
             if prober is not None:
                 prober.after_batch(sandbox.racer)
             channel.send_raw(b'{"op":"results","results":' + report.encode() + b"}")
@@ -213,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dcp-worker sandbox-host")
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--lockdown", type=Mode, choices=list(Mode), default=Mode.BEST_EFFORT)
+    parser.add_argument("--live", action="store_true", help="report console, events and progress live")
     parser.add_argument("--test-probes", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--test-without", action="append", choices=WALLS, default=[], help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
@@ -226,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
         lockdown.before_threads()
     sandbox = Sandbox(options.memory_mb, runtime)
     try:
+        # Its thread starts before the memory cap is measured and the walls rise.
+        live = LivePoller(sandbox.open_live(), channel.send_raw) if options.live else None
         limits.cap_process_memory(options.memory_mb, status)
         status.close()
         if lockdown is not None:
@@ -233,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
             if options.lockdown == Mode.REQUIRED and not report.complete:
                 channel.send({"op": "fatal", "kind": "lockdown", "message": report.summary()})
                 return
-        serve(channel, sandbox, prober)
+        serve(channel, sandbox, prober, live)
     finally:
         sandbox.close()
         sys.stderr.flush()

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import dcp_worker
@@ -35,9 +36,9 @@ class HostDied(Exception):
         self.out_of_memory = out_of_memory
 
 
-def host_command(memory_mb: int, lockdown: Mode) -> list[str]:
+def host_command(memory_mb: int, lockdown: Mode, live: bool = False) -> list[str]:
     """In the single-file build a host is the executable itself (see ``self_command``)."""
-    options = ["--memory-mb", str(memory_mb), "--lockdown", lockdown.value]
+    options = ["--memory-mb", str(memory_mb), "--lockdown", lockdown.value, *(["--live"] if live else [])]
     return [*program_command("dcp_worker.sandbox.host"), *options]
 
 
@@ -59,14 +60,17 @@ class SandboxHost:
         self._stderr_reader = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def spawn(cls, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
+    async def spawn(
+        cls, memory_mb: int, *, require_lockdown: bool = False, live: bool = False
+    ) -> SandboxHost:
         """A host process with no job yet, locked down (see ``dcp_worker.sandbox.lockdown``): it
         loads V8 and the runtime while its first message waits. With ``require_lockdown``, a host
-        that cannot raise every wall makes ``receive`` raise ``LockdownError``."""
+        that cannot raise every wall makes ``receive`` raise ``LockdownError``. With ``live``, its
+        slices report console lines, events and progress as they happen (see ``receive``)."""
         lockdown = requested_mode(require_lockdown)
         try:
             process = await asyncio.create_subprocess_exec(
-                *host_command(memory_mb, lockdown),
+                *host_command(memory_mb, lockdown, live),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -111,19 +115,27 @@ class SandboxHost:
         assert stdin is not None
         stdin.write(encode_frame(body))
 
-    async def receive(self, timeout: float | None) -> dict[str, Any]:
-        """The host's next message; kills the host if it takes longer than ``timeout`` seconds."""
+    async def receive(
+        self, timeout: float | None, on_live: Callable[[list[Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """The host's next message; kills the host if it takes longer than ``timeout`` seconds.
+        A live host's reports of a running slice go to ``on_live`` as they come."""
         stdout = self._process.stdout
         assert stdout is not None
         try:
             async with asyncio.timeout(timeout):
-                reply = await stdout.readexactly(frame_length(await stdout.readexactly(HEADER.size)))
+                while True:
+                    reply = await stdout.readexactly(frame_length(await stdout.readexactly(HEADER.size)))
+                    message = parse_json(reply)
+                    if not (isinstance(message, dict) and message.get("op") == "live"):
+                        break
+                    if on_live is not None:
+                        on_live(message["records"])
         except TimeoutError:
             await self.kill()
             raise HostTimeout(f"no answer within {timeout:g} s") from None
         except (asyncio.IncompleteReadError, ConnectionError):
             raise await self._death() from None
-        message = parse_json(reply)
         if not isinstance(message, dict):
             raise SandboxError("the sandbox host sent a message that is not an object")
         if message.get("op") == "fatal":

@@ -35,6 +35,11 @@
   const promiseResolve = Promise.resolve.bind(Promise);
   const promiseThen = Promise.prototype.then;
   const waitAsync = Atomics.waitAsync;
+  const atomicsLoad = Atomics.load;
+  const atomicsStore = Atomics.store;
+  const SharedArrayBufferCtor = SharedArrayBuffer;
+  const Int32ArrayCtor = Int32Array;
+  const Uint16ArrayCtor = Uint16Array;
   const indirectEval = eval;
   const base64Encode = global.btoa;
   const base64Decode = global.atob;
@@ -284,8 +289,41 @@
   let current = null;          // the slice now running, or null
   let consoleOutsideSlice = [];  // console lines logged between slices; they go to the next one
 
+  // ---- live reports ----
+  // While a slice runs, the host cannot call in, but it can read a SharedArrayBuffer: when it
+  // opens one (openLive), console lines, events and progress go out through it as they happen.
+  // It is a ring of UTF-16 code units holding records, each a JSON text and a newline, after two
+  // Int32 counters: units written (here) and units read (by the host). A record that does not
+  // fit stalls the ring for the rest of the slice, whose later reports wait for its end, in order.
+  let live = null;
+
+  function openLive(units) {
+    const buffer = new SharedArrayBufferCtor(8 + 2 * units);
+    live = { head: new Int32ArrayCtor(buffer, 0, 2), ring: new Uint16ArrayCtor(buffer, 8), size: units };
+    return buffer;
+  }
+
+  function sendLive(slice, liveRecord) {
+    if (live === null || slice.liveStalled) return false;
+    const text = JSONstringify(liveRecord) + '\n';
+    const { head, ring, size } = live;
+    const written = atomicsLoad(head, 0);
+    // The counters stay below 2^30, far from Int32 overflow; past that, reports wait too.
+    if (text.length > size - (written - atomicsLoad(head, 1)) || written + text.length >= 0x40000000) {
+      slice.liveStalled = true;
+      return false;
+    }
+    for (let i = 0; i < text.length; i++) ring[(written + i) % size] = apply(charCodeAt, text, [i]);
+    atomicsStore(head, 0, written + text.length);
+    return true;
+  }
+
   function record(level, text) {
-    arrayPush.call(current === null ? consoleOutsideSlice : current.console, [level, text]);
+    if (current === null) {
+      arrayPush.call(consoleOutsideSlice, [level, text]);
+    } else if (!sendLive(current, { kind: 'console', level, text })) {
+      arrayPush.call(current.console, [level, text]);
+    }
   }
 
   function reportUncaught(error) {
@@ -315,21 +353,36 @@
 
   // ---- progress() and work ----
 
+  // Live progress reports go out at most this often, as DCP's sandbox throttles them.
+  const LIVE_PROGRESS_MS = 100;
+
   function progress(value) {
     const slice = current;
     if (slice === null) return true;
     slice.progressCalls++;
-    if (value === undefined) return true;
-    let percent;
-    if (typeof value === 'string' && apply(stringEndsWith, value, ['%'])) {
-      percent = Number(apply(stringSlice, value, [0, -1]));
-    } else {
-      percent = Number(value) * 100;
+    let percent = null;
+    if (value !== undefined) {
+      percent = typeof value === 'string' && apply(stringEndsWith, value, ['%'])
+        ? Number(apply(stringSlice, value, [0, -1]))
+        : Number(value) * 100;
+      if (numberIsNaN(percent) || percent < 0 || percent > 100) {
+        record('warn', `progress(${formatArguments([value])}): expected a number from 0 to 1, or nothing`);
+        percent = null;
+      }
     }
-    if (numberIsNaN(percent) || percent < 0 || percent > 100) {
-      record('warn', `progress(${formatArguments([value])}): expected a number from 0 to 1, or nothing`);
-    }
+    if (live !== null) reportProgressLive(slice, value, percent);
     return true;
+  }
+
+  function reportProgressLive(slice, value, percent) {
+    const now = dateNow();
+    if (now - slice.liveProgressAt < LIVE_PROGRESS_MS) return;
+    const calls = slice.progressCalls - slice.progressSent;
+    const raw = typeof value === 'number' || typeof value === 'string' ? value : null;
+    if (sendLive(slice, { kind: 'progress', calls, percent, value: raw })) {
+      slice.progressSent = slice.progressCalls;
+      slice.liveProgressAt = now;
+    }
   }
   hide('progress', progress);
 
@@ -342,7 +395,10 @@
     emit(name, payload) {
       if (typeof name !== 'string') throw new TypeError('work.emit(name, payload): name must be a string');
       if (current === null) return;
-      arrayPush.call(current.events, [name, encode(payload, null)]);
+      const encoded = encode(payload, null);
+      if (!sendLive(current, { kind: 'event', name, payload: encoded })) {
+        arrayPush.call(current.events, [name, encoded]);
+      }
     },
     reject(reason) {
       if (current !== null && current.rejected === null) {
@@ -505,15 +561,19 @@
   let workArguments = [];
 
   function beginSlice(number) {
-    current = { number, console: consoleOutsideSlice, events: [], progressCalls: 0, rejected: null };
+    current = {
+      number, console: consoleOutsideSlice, events: [], progressCalls: 0, rejected: null,
+      progressSent: 0, liveProgressAt: -Infinity, liveStalled: false,
+    };
     consoleOutsideSlice = [];
     fireLeftoverTimers();
   }
 
   // A batch's report, in columns so that the supervisor handles fast slices in bulk:
   //   values:  the i-th slice's result (tagged JSON), or null for a slice in details;
-  //   details: one object per slice with more to say (console output, events, an error, or no
-  //            progress() call): {n, ok, progress, value | error + kind, console?, events?};
+  //   details: one object per slice with more to say (console output, events, an error, no
+  //            progress() call, or live reports): {n, ok, progress, value | error + kind,
+  //            console?, events?}, where progress counts the calls not reported live;
   //   tagged:  whether any value is an object or array, which may hold tags to decode;
   //   retire:  whether a slice ended its sandbox (work.reject, or the memory cap).
   function newReport() {
@@ -523,8 +583,8 @@
   function finishSlice(report, ok, value) {
     const slice = current;
     current = null;
-    if (ok && slice.progressCalls > 0 && slice.rejected === null && slice.console.length === 0
-        && slice.events.length === 0) {
+    if (ok && slice.progressCalls > 0 && slice.progressSent === 0 && slice.rejected === null
+        && slice.console.length === 0 && slice.events.length === 0) {
       let encoded;
       try {
         encoded = encode(value, null);
@@ -543,7 +603,7 @@
   }
 
   function sliceDetails(slice, ok, value, report) {
-    const details = { n: slice.number, ok: true, progress: slice.progressCalls };
+    const details = { n: slice.number, ok: true, progress: slice.progressCalls - slice.progressSent };
     if (slice.rejected !== null) {
       details.ok = false;
       details.kind = 'reject';
@@ -627,6 +687,7 @@
         freeze(jobPublic);
       },
       runBatch(json) { return runFrom(JSONparse(json), 0, newReport()); },
+      openLive,
       // Evaluates `code` as a global script, awaits its value when it is a promise (running the
       // event loop meanwhile), and returns {ok, value} or {ok: false, error} as JSON text.
       evaluate(code) {
