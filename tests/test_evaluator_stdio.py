@@ -240,6 +240,66 @@ def test_reports_beyond_the_live_ring_come_at_the_end_in_order(ours: StdioEvalua
     assert messages[-1][1]["result"] == 1
 
 
+FETCHES = """async function (x) {
+  progress();
+  const answer = await fetch('https://data.example/item/' + x, { method: 'post', body: 'ask', headers: { 'X-Job': 'j1' } });
+  let refusal;
+  try {
+    await fetch('https://elsewhere.example/');
+  } catch (error) {
+    refusal = [error.name, error.message, error.code];
+  }
+  return [answer.status, answer.ok, answer.headers.get('content-type'), await answer.text(), refusal];
+}"""
+
+
+def test_a_work_function_fetches_through_the_supervisor(ours: StdioEvaluator) -> None:
+    start(ours)
+    assign(ours, job(FETCHES))
+    ours.request({"request": "resetState"})
+    ours.reply("resetStateDone")
+    ours.request({"request": "main", "data": 7})
+    ring, asked, _ = ours.reply("fetchRequest")
+    assert ring == 2
+    request = asked["data"]
+    assert (request["url"], request["method"], request["headersEntries"]) == (
+        "https://data.example/item/7",
+        "POST",
+        [["x-job", "j1"]],
+    )
+    assert bytes(request["bodyBuffer"]) == b"ask"  # a Uint8Array, as dcp-client's sandbox sends it
+    body = "d\u00e9j\u00e0 vu ".encode() * 50_000  # 550 kB: more than the ring holds at once
+    ours.request(
+        {
+            "request": "fetchResponse",
+            "id": asked["id"],
+            "data": {
+                "url": request["url"],
+                "status": 201,
+                "statusText": "Created",
+                "headersEntries": [["content-type", "text/plain"]],
+                "bodyBuffer": body,
+            },
+        }
+    )
+    _, refused, _ = ours.reply("fetchRequest")
+    assert refused["data"]["url"] == "https://elsewhere.example/" and refused["data"]["bodyBuffer"] is None
+    denial = {"name": "DCPError", "message": "Not allowed to fetch from 'https://elsewhere.example/'"}
+    ours.request({"request": "fetchError", "id": refused["id"], "error": {**denial, "code": "EPERM_ORIGIN"}})
+    _, complete, _ = ours.reply("complete")
+    assert complete["result"] == [201, True, "text/plain", body.decode(), [*denial.values(), "EPERM_ORIGIN"]]
+
+
+def test_fetch_exists_only_where_a_supervisor_answers(tmp_path: Path) -> None:
+    inputs = tmp_path / "in.json"
+    inputs.write_text("[1]")
+    source = tmp_path / "probe.js"
+    source.write_text("x => { progress(); return [typeof fetch, typeof Response, typeof Headers]; }")
+    ran = run_cli(tmp_path, "localexec", str(source), str(inputs))
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == [["undefined", "undefined", "undefined"]]
+
+
 def test_a_slice_without_progress_completes_for_the_supervisor_to_judge(ours: StdioEvaluator) -> None:
     start(ours)
     assign(ours, job("function (x) { return undefined; }"))

@@ -5,6 +5,7 @@ evaluate code.
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,37 @@ class LiveProgress:
     value: Any
 
 
-LiveReport = LiveConsole | LiveEvent | LiveProgress
+@dataclass(frozen=True, slots=True)
+class LiveFetch:
+    """A ``fetch()`` of the slice's, for the supervisor to make (or refuse)."""
+
+    id: int
+    url: str
+    method: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+
+LiveReport = LiveConsole | LiveEvent | LiveProgress | LiveFetch
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedResponse:
+    url: str
+    status: int
+    status_text: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchFailed:
+    name: str
+    message: str
+    code: str | None = None
+
+
+FetchAnswer = FetchedResponse | FetchFailed
 
 
 def live_reports(records: list[Any]) -> list[LiveReport]:
@@ -83,6 +114,17 @@ def live_reports(records: list[Any]) -> list[LiveReport]:
             reports.append(LiveConsole(str(record["level"]), str(record["text"])))
         elif kind == "event":
             reports.append(LiveEvent(str(record["name"]), from_json(record["payload"])))
+        elif kind == "fetch":
+            body = record["body"]
+            reports.append(
+                LiveFetch(
+                    int(record["id"]),
+                    str(record["url"]),
+                    str(record["method"]),
+                    [(str(name), str(value)) for name, value in record["headers"]],
+                    None if body is None else base64.b64decode(body),
+                )
+            )
         else:
             value = record["value"]
             reports.append(
@@ -173,6 +215,27 @@ class EvaluatorSandbox:
         except (HostDied, LockdownError) as died:
             raise SandboxLost(str(died)) from None
         return slice_report(report, time.perf_counter() - started)
+
+    def deliver_fetch(self, fetch_id: int, answer: FetchAnswer) -> None:
+        """The supervisor's answer to the slice's ``fetch`` ``fetch_id``, for it to resume with."""
+        if isinstance(answer, FetchedResponse):
+            body = None if answer.body is None else base64.b64encode(answer.body).decode()
+            fields: dict[str, Any] = {
+                "ok": True,
+                "response": {
+                    "url": answer.url,
+                    "status": answer.status,
+                    "statusText": answer.status_text,
+                    "headers": answer.headers,
+                    "body": body,
+                },
+            }
+        else:
+            fields = {
+                "ok": False,
+                "error": {"name": answer.name, "message": answer.message, "code": answer.code},
+            }
+        self._host.send(dump_json({"op": "fetched", "id": fetch_id, **fields}))
 
     async def evaluate(self, code: str, timeout: float | None = None) -> tuple[bool, Any]:
         """(True, value) or (False, JSError) for ``code`` run as a global script, its promise awaited."""

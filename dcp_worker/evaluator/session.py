@@ -27,8 +27,12 @@ from dcp_worker.errors import KVINError
 from dcp_worker.evaluator.lines import LineChannel, LineTooLong
 from dcp_worker.evaluator.sandbox import (
     EvaluatorSandbox,
+    FetchAnswer,
+    FetchedResponse,
+    FetchFailed,
     LiveConsole,
     LiveEvent,
+    LiveFetch,
     LiveReport,
     SandboxLost,
     SliceReport,
@@ -60,6 +64,30 @@ def failed_ack(step: str, name: str, message: str, *, origin: str | None = None)
     ack["exception"] = exception_of(name, message)
     ack["e"] = {}
     return ack
+
+
+def fetch_answer(message: dict[str, Any]) -> FetchAnswer:
+    """A supervisor's ``fetchResponse`` or ``fetchError``, as the sandbox takes it."""
+    try:
+        if message["request"] == "fetchResponse":
+            data = message["data"]
+            body = data.get("bodyBuffer")
+            return FetchedResponse(
+                str(data.get("url", "")),
+                int(data["status"]),
+                str(data.get("statusText", "")),
+                [(str(name), str(value)) for name, value in data.get("headersEntries") or ()],
+                None if body is None or body is Undefined else bytes(body),
+            )
+        error = message["error"]
+        code = error.get("code")
+        return FetchFailed(
+            str(error.get("name", "Error")),
+            str(error.get("message", "")),
+            None if code is None else str(code),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        return FetchFailed("TypeError", f"the supervisor's answer to a fetch is malformed ({error})")
 
 
 def date_text() -> str:
@@ -197,6 +225,11 @@ class EvaluatorSession:
             waiting = self._modules.pop(request.get("id"), None)  # type: ignore[arg-type]
             if waiting is not None and not waiting.done():
                 waiting.set_result(request)
+            return False
+        if name in ("fetchResponse", "fetchError"):
+            fetch_id = request.get("id")
+            if isinstance(fetch_id, int | float):
+                self._sandbox.deliver_fetch(int(fetch_id), fetch_answer(request))
             return False
         self._requests.put_nowait(request)
         return True
@@ -363,6 +396,8 @@ class EvaluatorSession:
                 self._post_console(report.level, report.text)
             elif isinstance(report, LiveEvent):
                 self._post_event(report.name, report.data)
+            elif isinstance(report, LiveFetch):
+                self._post_fetch_request(report)
             else:
                 # As DCP's sandbox: progress() with no value repeats the last one, and is
                 # indeterminate only before there is one; a bad value is indeterminate.
@@ -382,6 +417,24 @@ class EvaluatorSession:
                     },
                 )
         self._channel.flush()
+
+    def _post_fetch_request(self, fetch: LiveFetch) -> None:
+        """As DCP's sandbox asks: the supervisor checks the origin, fetches and answers."""
+        self._post(
+            RING_JOB,
+            {
+                "request": "fetchRequest",
+                "id": fetch.id,
+                "data": {
+                    "url": fetch.url,
+                    "headersEntries": [list(header) for header in fetch.headers],
+                    "method": fetch.method,
+                    "bodyBuffer": fetch.body,
+                    "mode": "cors",
+                    "credentials": "same-origin",
+                },
+            },
+        )
 
     def _stream_slice(self, report: SliceReport) -> None:
         """The end of a slice: what it reported that did not go live, then its outcome."""

@@ -16,8 +16,11 @@ Messages, supervisor to host:
 A report is built by ``runtime.js`` (see ``newReport`` there). When the isolate's heap limit
 is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits. A host
 started with ``--live`` also sends {"op": "live", "records": [...]} while a batch runs: the
-console lines, events and progress its slices report as they happen (see ``live``), which its
-report then leaves out.
+console lines, events, progress and fetch requests its slices make as they happen (see
+``live``), which its report then leaves out; the supervisor answers a fetch request with
+{"op": "fetched", "id": n, "ok": true, "response": {url, status, statusText, headers, body}}
+(body in base64, or null) or {"op": "fetched", "id": n, "ok": false, "error": {name, message,
+code?}}, at any time.
 
 Before it reads the first message, a host locks itself down (see ``lockdown``): once V8 is
 loaded and before it receives any job, it can compute and answer on its channel, nothing else.
@@ -46,7 +49,7 @@ import orjson
 
 from dcp_worker.sandbox import limits
 from dcp_worker.sandbox.framing import read_frame, write_frame
-from dcp_worker.sandbox.live import LivePoller, LiveRing
+from dcp_worker.sandbox.live import ChannelReader, LivePoller, LiveRings
 from dcp_worker.sandbox.lockdown import WALLS, Lockdown, Mode
 
 if TYPE_CHECKING:
@@ -59,7 +62,7 @@ ERROR_LOCATION = re.compile(r"^(.*?):(\d+): (.*)$", re.MULTILINE)
 UNPARSED_SCRIPT = "<anonymous>"
 # On the work function's first line, so that line numbers stay the file's own.
 STRICT_PROLOGUE = '"use strict";'
-# The live reports' ring, in UTF-16 code units: 1 MiB.
+# Each of the live rings, in UTF-16 code units: 1 MiB.
 LIVE_RING_UNITS = 1 << 19
 
 
@@ -69,19 +72,24 @@ class Channel:
     def __init__(self) -> None:
         self.read_fd = os.dup(0)
         self.write_fd = os.dup(1)
+        self.reader: ChannelReader | None = None
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
         os.dup2(2, 1)
 
     def receive(self) -> dict[str, Any]:
-        message = orjson.loads(read_frame(self.read_fd))
+        message = orjson.loads(self.receive_raw())
         if not isinstance(message, dict):
             raise ValueError("expected a JSON object")
         return message
 
     def receive_raw(self) -> bytes:
-        return read_frame(self.read_fd)
+        return read_frame(self.read_fd) if self.reader is None else self.reader.receive_raw()
+
+    def read_in_thread(self, rings: LiveRings) -> None:
+        """From now on a thread reads the channel, and hands fetch answers to ``rings``."""
+        self.reader = ChannelReader(self.read_fd, rings)
 
     def send(self, message: dict[str, Any]) -> None:
         write_frame(self.write_fd, orjson.dumps(message))
@@ -160,12 +168,12 @@ class Sandbox:
         """Run a batch, given as JSON text; return the runtime's report, as JSON text."""
         return self._call_runtime("runBatch", slices_json, "a report")
 
-    def open_live(self) -> LiveRing:
-        """Have the runtime report live through a ring; the host's end of it."""
+    def open_live(self) -> LiveRings:
+        """Have the runtime report live, and fetch, through rings; the host's end of them."""
         memory = self.racer.eval(f"__dcpHost.openLive({LIVE_RING_UNITS})")
         if not isinstance(memory, memoryview):
             raise TypeError(f"runtime returned {type(memory).__name__}, not a SharedArrayBuffer")
-        return LiveRing(memory)
+        return LiveRings(memory)
 
     def evaluate(self, code: str) -> str:
         """Evaluate ``code`` as a global script; return the runtime's JSON verdict on it."""
@@ -246,8 +254,12 @@ def main(argv: list[str] | None = None) -> None:
         lockdown.before_threads()
     sandbox = Sandbox(options.memory_mb, runtime)
     try:
-        # Its thread starts before the memory cap is measured and the walls rise.
-        live = LivePoller(sandbox.open_live(), channel.send_raw) if options.live else None
+        # Their threads start before the memory cap is measured and the walls rise.
+        live = None
+        if options.live:
+            rings = sandbox.open_live()
+            live = LivePoller(rings, channel.send_raw)
+            channel.read_in_thread(rings)
         limits.cap_process_memory(options.memory_mb, status)
         status.close()
         if lockdown is not None:

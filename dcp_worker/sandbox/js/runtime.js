@@ -18,6 +18,7 @@
   const dateToISOString = Date.prototype.toISOString;
   const stackOf = (error) => (typeof error.stack === 'string' ? error.stack : undefined);
   const numberIsNaN = Number.isNaN;
+  const mathMin = Math.min;
   const numberIsFinite = Number.isFinite;
   const StringCtor = String;
   const SymbolCtor = Symbol;
@@ -27,6 +28,7 @@
   const mapEntries = Map.prototype.entries;
   const setValues = Set.prototype.values;
   const arrayPush = Array.prototype.push;
+  const arrayMap = Array.prototype.map;
   const arrayJoin = Array.prototype.join;
   const stringSlice = String.prototype.slice;
   const stringEndsWith = String.prototype.endsWith;
@@ -35,6 +37,16 @@
   const promiseResolve = Promise.resolve.bind(Promise);
   const promiseThen = Promise.prototype.then;
   const waitAsync = Atomics.waitAsync;
+  const PromiseCtor = Promise;
+  const ErrorCtor = Error;
+  const TypeErrorCtor = TypeError;
+  const TextEncoderCtor = global.TextEncoder;
+  const TextDecoderCtor = global.TextDecoder;
+  const ArrayBufferCtor = ArrayBuffer;
+  const Uint8ArrayCtor = Uint8Array;
+  const stringToLowerCase = String.prototype.toLowerCase;
+  const stringToUpperCase = String.prototype.toUpperCase;
+  const stringSplit = String.prototype.split;
   const atomicsLoad = Atomics.load;
   const atomicsStore = Atomics.store;
   const SharedArrayBufferCtor = SharedArrayBuffer;
@@ -48,6 +60,7 @@
   const typedArrayGetter = (name) => Object.getOwnPropertyDescriptor(
     Object.getPrototypeOf(Int8Array.prototype), name).get;
   const typedArrayTag = typedArrayGetter(Symbol.toStringTag);
+  const typedArraySubarray = Object.getPrototypeOf(Int8Array.prototype).subarray;
   const typedArrayBuffer = typedArrayGetter('buffer');
   const typedArrayByteOffset = typedArrayGetter('byteOffset');
   const typedArrayByteLength = typedArrayGetter('byteLength');
@@ -290,32 +303,66 @@
   let consoleOutsideSlice = [];  // console lines logged between slices; they go to the next one
 
   // ---- live reports ----
-  // While a slice runs, the host cannot call in, but it can read a SharedArrayBuffer: when it
-  // opens one (openLive), console lines, events and progress go out through it as they happen.
-  // It is a ring of UTF-16 code units holding records, each a JSON text and a newline, after two
-  // Int32 counters: units written (here) and units read (by the host). A record that does not
-  // fit stalls the ring for the rest of the slice, whose later reports wait for its end, in order.
+  // While a slice runs, the host cannot call in, but it can read and write a SharedArrayBuffer:
+  // when it opens one (openLive), console lines, events, progress and fetch requests go out
+  // through it as they happen, and fetch answers come in. It holds two rings of UTF-16 code
+  // units, out (written here) and in (written by the host), after four Int32 counters: units
+  // written and read of the out ring, then of the in ring. A ring holds records, each a JSON text
+  // and a newline. A report that does not fit stalls the out ring for the rest of the slice,
+  // whose later reports wait for its end, in order. The counters stay below 2^30, far from Int32
+  // overflow; past that, reports wait for the slice's end too.
+  const RING_LIMIT = 0x40000000;
   let live = null;
 
   function openLive(units) {
-    const buffer = new SharedArrayBufferCtor(8 + 2 * units);
-    live = { head: new Int32ArrayCtor(buffer, 0, 2), ring: new Uint16ArrayCtor(buffer, 8), size: units };
+    hide('fetch', fetch);
+    hide('Headers', Headers);
+    hide('Response', Response);
+    const buffer = new SharedArrayBufferCtor(16 + 4 * units);
+    live = {
+      head: new Int32ArrayCtor(buffer, 0, 4),
+      out: new Uint16ArrayCtor(buffer, 16, units),
+      in: new Uint16ArrayCtor(buffer, 16 + 2 * units, units),
+      size: units,
+      partial: '',
+    };
     return buffer;
   }
 
   function sendLive(slice, liveRecord) {
     if (live === null || slice.liveStalled) return false;
     const text = JSONstringify(liveRecord) + '\n';
-    const { head, ring, size } = live;
+    const { head, out, size } = live;
     const written = atomicsLoad(head, 0);
-    // The counters stay below 2^30, far from Int32 overflow; past that, reports wait too.
-    if (text.length > size - (written - atomicsLoad(head, 1)) || written + text.length >= 0x40000000) {
+    if (text.length > size - (written - atomicsLoad(head, 1)) || written + text.length >= RING_LIMIT) {
       slice.liveStalled = true;
       return false;
     }
-    for (let i = 0; i < text.length; i++) ring[(written + i) % size] = apply(charCodeAt, text, [i]);
+    for (let i = 0; i < text.length; i++) out[(written + i) % size] = apply(charCodeAt, text, [i]);
     atomicsStore(head, 0, written + text.length);
     return true;
+  }
+
+  // The records the host has written since the last call, parsed; a record not yet whole is
+  // kept for the next call (the host writes a large one as room frees).
+  function takeInbound() {
+    const { head, size } = live;
+    const written = atomicsLoad(head, 2);
+    let read = atomicsLoad(head, 3);
+    if (written === read) return [];
+    const parts = [live.partial];
+    while (read < written) {
+      const start = read % size;
+      const count = mathMin(written - read, size - start, 8192);
+      arrayPush.call(parts, apply(fromCharCode, null, typedArraySubarray.call(live.in, start, start + count)));
+      read += count;
+    }
+    atomicsStore(head, 3, written);
+    const lines = apply(stringSplit, apply(arrayJoin, parts, ['']), ['\n']);
+    live.partial = lines[lines.length - 1];
+    const records = [];
+    for (let i = 0; i < lines.length - 1; i++) arrayPush.call(records, JSONparse(lines[i]));
+    return records;
   }
 
   function record(level, text) {
@@ -540,6 +587,7 @@
     ]);
     let idleTurns = 0;
     for (;;) {
+      receiveFetched();
       await nextTurn(0);
       if (state !== 0) return [state === 1, outcome];
       if (fireEarliestDue()) {
@@ -555,6 +603,110 @@
     }
   }
 
+  // ---- fetch, through the supervisor ----
+  // In a live sandbox (an evaluator's), fetch() is DCP's: the supervisor checks the URL against
+  // its allowed origins, fetches, and answers; the answer comes in through the in ring while
+  // the slice awaits it. Elsewhere there is no fetch.
+
+  const pendingFetches = new MapCtor();
+  let fetchCount = 0;
+
+  class Headers {
+    #entries = [];
+    constructor(init) {
+      if (init === undefined || init === null) return;
+      const pairs = init instanceof Headers ? init.#entries
+        : isArray(init) ? init
+        : apply(arrayMap, objectKeys(init), [(name) => [name, init[name]]]);
+      for (const [name, value] of pairs) this.append(name, value);
+    }
+    append(name, value) {
+      arrayPush.call(this.#entries, [apply(stringToLowerCase, StringCtor(name), []), StringCtor(value)]);
+    }
+    get(name) {
+      const wanted = apply(stringToLowerCase, StringCtor(name), []);
+      const values = [];
+      for (const [key, value] of this.#entries) if (key === wanted) arrayPush.call(values, value);
+      return values.length ? apply(arrayJoin, values, [', ']) : null;
+    }
+    has(name) { return this.get(name) !== null; }
+    *entries() { for (const [name, value] of this.#entries) yield [name, value]; }
+    *keys() { for (const [name] of this.#entries) yield name; }
+    *values() { for (const [, value] of this.#entries) yield value; }
+    forEach(callback) { for (const [name, value] of this.#entries) callback(value, name, this); }
+    [SymbolCtor.iterator]() { return this.entries(); }
+  }
+
+  class Response {
+    #body;
+    #used = false;
+    constructor(body, { status = 200, statusText = '', headers, url = '' } = {}) {
+      this.#body = body;
+      this.status = status;
+      this.statusText = statusText;
+      this.ok = status >= 200 && status < 300;
+      this.headers = new Headers(headers);
+      this.url = url;
+    }
+    get bodyUsed() { return this.#used; }
+    async bytes() {
+      if (this.#used) throw new TypeErrorCtor('Body has already been consumed');
+      this.#used = true;
+      return this.#body === null ? new Uint8ArrayCtor(0) : this.#body;
+    }
+    async arrayBuffer() {
+      const bytes = await this.bytes();
+      return typedArrayBuffer.call(bytes);
+    }
+    async text() { return new TextDecoderCtor().decode(await this.bytes()); }
+    async json() { return JSONparse(await this.text()); }
+  }
+
+  function requestBody(body) {
+    if (body === undefined || body === null) return null;
+    if (body instanceof ArrayBufferCtor) return new Uint8ArrayCtor(body);
+    if (isView(body)) return viewBytes(body);
+    return new TextEncoderCtor().encode(StringCtor(body));
+  }
+
+  function fetch(input, init = {}) {
+    const slice = current;
+    return new PromiseCtor((resolve, reject) => {
+      const url = typeof input === 'object' && input !== null && 'url' in input
+        ? StringCtor(input.url) : StringCtor(input);
+      const method = init.method === undefined ? 'GET' : apply(stringToUpperCase, StringCtor(init.method), []);
+      const body = requestBody(init.body);
+      const id = ++fetchCount;
+      const request = {
+        kind: 'fetch', id, url, method, headers: [...new Headers(init.headers)],
+        body: body === null ? null : bytesToBase64(body),
+      };
+      if (slice === null || slice !== current || !sendLive(slice, request)) {
+        reject(new TypeErrorCtor('fetch() works only while a slice runs, and its reports are not held up'));
+        return;
+      }
+      pendingFetches.set(id, { resolve, reject });
+    });
+  }
+
+  function receiveFetched() {
+    if (live === null) return;
+    for (const answer of takeInbound()) {
+      const waiting = pendingFetches.get(answer.id);
+      if (waiting === undefined) continue;
+      pendingFetches.delete(answer.id);
+      if (answer.ok) {
+        const { body, status, statusText, headers, url } = answer.response;
+        waiting.resolve(new Response(body === null ? null : base64ToBytes(body), { status, statusText, headers, url }));
+      } else {
+        const error = new ErrorCtor(StringCtor(answer.error.message));
+        error.name = StringCtor(answer.error.name);
+        if (answer.error.code !== undefined) error.code = answer.error.code;
+        waiting.reject(error);
+      }
+    }
+  }
+
   // ---- running slices ----
 
   let workFunction = null;
@@ -566,6 +718,7 @@
       progressSent: 0, liveProgressAt: -Infinity, liveStalled: false,
     };
     consoleOutsideSlice = [];
+    receiveFetched();
     fireLeftoverTimers();
   }
 
