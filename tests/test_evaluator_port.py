@@ -39,6 +39,13 @@ JOBS: dict[str, tuple[str, list[Any], list[Any] | None]] = {
         None,
     ),
     "emits": ("function (x) { progress(); work.emit('hit', { x: x }); return -x; }", [1, 2], None),
+    # The official worker allows no origin for a work function's fetch: the supervisor refuses it.
+    "fetch": (
+        "async function (x) { progress(); try { await fetch('http://127.0.0.1:9/' + x); return 'fetched'; }"
+        " catch (e) { return [e.name, e.code, e.message]; } }",
+        [1],
+        None,
+    ),
 }
 BUSY = "function (x) { progress(); const end = Date.now() + x; while (Date.now() < end); return x; }"
 
@@ -96,6 +103,7 @@ def test_the_official_worker_gets_the_same_results_from_us_as_from_its_own_evalu
     assert ours["arguments"]["results"][3] == {"sum": 103, "parts": [3, 100], "half": 1.5}
     assert ours["async"]["results"] == {1: "aa", 2: "bb"}
     assert ours["throws"]["results"][2] == ("TypeError", "two 2", "EUNCAUGHT")
+    assert ours["fetch"]["results"][1][:2] == ["DCPError", "EPERM_ORIGIN"]
     reference = run_jobs(scheduler_double, official_workers)
     assert ours == reference
     assert evaluator.proc.poll() is None
