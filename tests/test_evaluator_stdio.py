@@ -290,6 +290,21 @@ def test_a_work_function_fetches_through_the_supervisor(ours: StdioEvaluator) ->
     assert complete["result"] == [201, True, "text/plain", body.decode(), [*denial.values(), "EPERM_ORIGIN"]]
 
 
+def test_an_answer_nobody_awaits_does_not_hold_up_the_next_slice(ours: StdioEvaluator) -> None:
+    start(ours)
+    assign(ours, job("function (x) { progress(); if (x === 1) fetch('https://big.example/'); return x; }"))
+    ours.request({"request": "resetState"})
+    ours.reply("resetStateDone")
+    ours.request({"request": "main", "data": 1})
+    _, asked, _ = ours.reply("fetchRequest")
+    assert ours.reply("complete")[1]["result"] == 1
+    # Larger than the ring, for a slice that is over: the next slice must still run.
+    late = {"url": "https://big.example/", "status": 200, "headersEntries": [], "bodyBuffer": b"x" * 3_000_000}
+    ours.request({"request": "fetchResponse", "id": asked["id"], "data": late})
+    for datum in (2, 3):
+        assert run_slice(ours, datum)[-1][1]["result"] == datum
+
+
 def test_fetch_exists_only_where_a_supervisor_answers(tmp_path: Path) -> None:
     inputs = tmp_path / "in.json"
     inputs.write_text("[1]")

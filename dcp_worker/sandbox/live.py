@@ -8,7 +8,7 @@ a SharedArrayBuffer: it writes its reports into one, which a thread of the host'
 reads the other, into which the thread that reads the host's channel writes the supervisor's
 ``{"op": "fetched", ...}`` answers, as they come.
 
-Both threads are started before the host locks itself down (no thread can start after). The
+These threads are started before the host locks itself down (no thread can start after). The
 poller writes to the channel only while a run is on: ``end`` drains the ring a last time and
 returns with the thread silent, so the run's answer always comes after its live reports.
 """
@@ -114,13 +114,20 @@ class LivePoller:
 
 class ChannelReader:
     """A thread that reads the host's channel, so that fetch answers reach the isolate while the
-    main thread is inside it: those go into the in ring, every other frame to ``receive_raw``."""
+    main thread is inside it: those go into the in ring, every other frame to ``receive_raw``.
+
+    A second thread writes the answers into the ring, so that the reader never waits for room:
+    an answer nobody awaits any more (its slice ended) may not be read from the ring before the
+    next slice begins, and that slice's ``run`` must not be stuck behind it.
+    """
 
     def __init__(self, read_fd: int, rings: LiveRings) -> None:
         self._read_fd = read_fd
         self._rings = rings
         self._frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         threading.Thread(target=self._loop, name="channel reader", daemon=True).start()
+        threading.Thread(target=self._deliver, name="fetch answers", daemon=True).start()
 
     def receive_raw(self) -> bytes:
         """The next frame that is not a fetch answer; ``EOFError`` when the channel closed."""
@@ -134,8 +141,12 @@ class ChannelReader:
             while True:
                 frame = read_frame(self._read_fd)
                 if frame.startswith(FETCHED_PREFIX):
-                    self._rings.put(frame)
+                    self._answers.put(frame)
                 else:
                     self._frames.put(frame)
         except (EOFError, OSError, FramingError, ValueError):
             self._frames.put(None)  # the main thread ends the host
+
+    def _deliver(self) -> None:
+        while True:
+            self._rings.put(self._answers.get())
