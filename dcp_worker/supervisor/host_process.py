@@ -90,7 +90,8 @@ class SandboxHost:
             await host.close()
             raise SandboxError(f"the sandbox host failed to start: {failure}") from None
         except BaseException:
-            await host.close()
+            # Cancelled (Ctrl-C, a stopping worker) while V8 may still be loading: no grace.
+            await asyncio.shield(host.kill())
             raise
         if reply.get("op") == "assignError":
             await host.close()
