@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import datetime
 import math
+import time
 
 import pytest
 
@@ -262,3 +263,29 @@ def test_sloppy_mode_is_available_as_dcp_default() -> None:
     assert run(source, [5], strict=False) == [[True, 5]]
     [error] = run(source, [5])
     assert isinstance(error, WorkFunctionException) and error.name == "ReferenceError"
+
+
+def test_a_slow_slice_logs_as_it_runs() -> None:
+    heard: list[float] = []
+    source = "async (x) => { progress(); console.log('begun', x); await new Promise((r) => setTimeout(r, 1500)); return x; }"
+    assert run(
+        source, [7], cores=1, on_console=lambda number, level, text: heard.append(time.monotonic())
+    ) == [7]
+    ended = time.monotonic()
+    assert len(heard) == 1 and ended - heard[0] > 1.0, "the line came only when the slice had ended"
+
+
+def test_a_batch_run_again_slice_by_slice_logs_each_line_once() -> None:
+    # Fast slices go in batches; the one that never ends breaks its batch's time limit, and its
+    # batch's slices run again one at a time: what they logged must not be shown twice.
+    lines: list[tuple[int, str]] = []
+    source = "(x) => { progress(); console.log('slice', x); if (x === 150) for (;;); return x; }"
+    results = run(
+        source,
+        range(1, 201),
+        cores=1,
+        slice_timeout=1,
+        on_console=lambda n, level, text: lines.append((n, text)),
+    )
+    assert [type(result).__name__ for result in results].count("SliceTimeoutError") == 1
+    assert sorted(lines) == [(n, f"slice {n}") for n in range(1, 201)]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 
 from dcp_worker.localexec.console import console_lines
+from dcp_worker.supervisor.live_reports import LiveConsole, LiveEvent, LiveReport
 from dcp_worker.supervisor.outcomes import BatchOutcome, SliceOutcome
 
 REDRAW_SECONDS = 0.1
@@ -55,12 +56,26 @@ class SliceDisplay:
         if self._live and (time.monotonic() - self._last_draw >= REDRAW_SECONDS or self._done == self._total):
             self._draw_bar()
 
+    def live(self, reports: list[LiveReport]) -> None:
+        """What a slow slice says while it runs."""
+        for report in reports:
+            if isinstance(report, LiveConsole):
+                self._console(report.number, report.level, report.text)
+            elif isinstance(report, LiveEvent):
+                self._event(report.number, report.name, report.data)
+
+    def _console(self, number: int, level: str, text: str) -> None:
+        for line in console_lines(number, level, text):
+            self.line(line)
+
+    def _event(self, number: int, name: str, payload: Any) -> None:
+        self.line(f"[slice {number}] event {name}: {orjson.dumps(payload).decode()}")
+
     def _show(self, outcome: SliceOutcome) -> None:
         for level, text in outcome.console:
-            for line in console_lines(outcome.number, level, text):
-                self.line(line)
+            self._console(outcome.number, level, text)
         for name, payload in outcome.events:
-            self.line(f"[slice {outcome.number}] event {name}: {orjson.dumps(payload).decode()}")
+            self._event(outcome.number, name, payload)
         if outcome.error is not None:
             self._failed += 1
             self.line(f"[slice {outcome.number}] failed: {outcome.error.name}: {outcome.error.message}")

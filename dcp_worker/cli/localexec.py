@@ -133,7 +133,7 @@ def localexec(
             writer.add(batch)
 
         try:
-            run_slices(job, inputs, sandboxes=sandboxes, limits=limits, report=report)
+            run_slices(job, inputs, sandboxes=sandboxes, limits=limits, report=report, on_live=display.live)
         except KeyboardInterrupt:
             writer.close()
             display.line(f"interrupted: results written for slices 1 to {writer.written} of {len(inputs)}")

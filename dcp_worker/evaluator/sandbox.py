@@ -16,6 +16,7 @@ from dcp_worker.evaluator.lines import dump_json
 from dcp_worker.jsvalues import JSError, Undefined
 from dcp_worker.supervisor.host_process import START_TIMEOUT_SECONDS, HostDied, HostTimeout, SandboxHost
 from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.live_reports import LiveMode, LiveReport, live_reports
 from dcp_worker.tagged_json import from_json
 
 # DCP's fdlibm check (calculate-capabilities in dcp-client): Math.exp of these inputs must give
@@ -51,42 +52,6 @@ class SliceReport:
 
 
 @dataclass(frozen=True, slots=True)
-class LiveConsole:
-    level: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class LiveEvent:
-    name: str
-    data: Any
-
-
-@dataclass(frozen=True, slots=True)
-class LiveProgress:
-    """``calls`` progress() calls since the last report, the last with ``value`` (its argument,
-    Undefined for none), which is ``percent`` (None when it was none, or not a valid one)."""
-
-    calls: int
-    percent: float | None
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class LiveFetch:
-    """A ``fetch()`` of the slice's, for the supervisor to make (or refuse)."""
-
-    id: int
-    url: str
-    method: str
-    headers: list[tuple[str, str]]
-    body: bytes | None
-
-
-LiveReport = LiveConsole | LiveEvent | LiveProgress | LiveFetch
-
-
-@dataclass(frozen=True, slots=True)
 class FetchedResponse:
     url: str
     status: int
@@ -103,34 +68,6 @@ class FetchFailed:
 
 
 FetchAnswer = FetchedResponse | FetchFailed
-
-
-def live_reports(records: list[Any]) -> list[LiveReport]:
-    """A live host's records (see ``sendLive`` in runtime.js) as LiveReports."""
-    reports: list[LiveReport] = []
-    for record in records:
-        kind = record["kind"]
-        if kind == "console":
-            reports.append(LiveConsole(str(record["level"]), str(record["text"])))
-        elif kind == "event":
-            reports.append(LiveEvent(str(record["name"]), from_json(record["payload"])))
-        elif kind == "fetch":
-            body = record["body"]
-            reports.append(
-                LiveFetch(
-                    int(record["id"]),
-                    str(record["url"]),
-                    str(record["method"]),
-                    [(str(name), str(value)) for name, value in record["headers"]],
-                    None if body is None else base64.b64decode(body),
-                )
-            )
-        else:
-            value = record["value"]
-            reports.append(
-                LiveProgress(int(record["calls"]), record["percent"], Undefined if value is None else value)
-            )
-    return reports
 
 
 def _js_error(described: dict[str, Any]) -> JSError:
@@ -175,7 +112,9 @@ class EvaluatorSandbox:
     @classmethod
     async def start(cls, memory_mb: int, require_lockdown: bool = False) -> EvaluatorSandbox:
         """Spawn the host; it loads V8 and the runtime while the first request is on its way."""
-        return cls(await SandboxHost.spawn(memory_mb, require_lockdown=require_lockdown, live=True))
+        return cls(
+            await SandboxHost.spawn(memory_mb, require_lockdown=require_lockdown, live=LiveMode.SUPERVISED)
+        )
 
     async def _request(self, body: bytes, timeout: float | None) -> dict[str, Any]:
         try:

@@ -30,16 +30,13 @@ from dcp_worker.evaluator.sandbox import (
     FetchAnswer,
     FetchedResponse,
     FetchFailed,
-    LiveConsole,
-    LiveEvent,
-    LiveFetch,
-    LiveReport,
     SandboxLost,
     SliceReport,
 )
 from dcp_worker.json_parse import parse_json
 from dcp_worker.jsvalues import JSError, Undefined
 from dcp_worker.supervisor.job import JobSpec, Module
+from dcp_worker.supervisor.live_reports import LiveConsole, LiveEvent, LiveFetch, LiveReport
 from dcp_worker.tagged_json import to_json, to_json_many
 
 RING_REQUIREMENTS = 1

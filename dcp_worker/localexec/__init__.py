@@ -9,6 +9,7 @@ from typing import Any
 from dcp_worker.localexec.console import console_lines
 from dcp_worker.localexec.runner import run_slices, sandbox_count, sandbox_limits
 from dcp_worker.supervisor.job import JobSpec, Module
+from dcp_worker.supervisor.live_reports import LiveConsole, LiveReport
 from dcp_worker.supervisor.outcomes import BatchOutcome
 from dcp_worker.tagged_json import from_json, to_json, to_json_many
 
@@ -47,6 +48,8 @@ def run(
     ``require_lockdown=True`` raises ``LockdownError`` instead of running in one that cannot
     raise every wall.
     Values map between Python and JavaScript as ``dcp_worker.tagged_json`` describes.
+    ``on_console(slice_number, level, text)`` gets each console line: as it is logged when the
+    slice is slow enough to run alone in its batch (~20 ms or more), else when its batch ends.
 
     Raises ``WorkFunctionError`` if the work function or a module does not compile,
     ``UsageError`` (a ``ValueError``) for a bad option, ``TypeError`` for an input or
@@ -74,11 +77,18 @@ def run(
                     on_console(number, level, text)
             results[number - 1] = outcome.error or from_json(outcome.value)
 
+    def console_now(reports: list[LiveReport]) -> None:
+        assert on_console is not None
+        for report in reports:
+            if isinstance(report, LiveConsole):
+                on_console(report.number, report.level, report.text)
+
     run_slices(
         job,
         encoded,
         sandboxes=sandbox_count(cores),
         limits=sandbox_limits(slice_timeout, memory_mb, require_lockdown=require_lockdown),
         report=collect,
+        on_live=None if on_console is None else console_now,
     )
     return results

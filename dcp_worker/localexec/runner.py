@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dcp_worker.errors import UsageError
 from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.live_reports import LiveReport
 from dcp_worker.supervisor.outcomes import OutcomesHandler
 from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool
 
@@ -58,7 +59,9 @@ def run_slices(
     sandboxes: int,
     limits: SandboxLimits,
     report: OutcomesHandler,
+    on_live: Callable[[list[LiveReport]], None] | None = None,
 ) -> None:
-    """Run slice N on ``inputs[N-1]`` (tagged JSON) for every N; ``report`` outcomes as they come."""
-    pool = SandboxPool(job, sandboxes=sandboxes, limits=limits)
+    """Run slice N on ``inputs[N-1]`` (tagged JSON) for every N; ``report`` outcomes as they come,
+    and what slow slices say as they run to ``on_live`` (see ``SandboxPool``)."""
+    pool = SandboxPool(job, sandboxes=sandboxes, limits=limits, on_live=on_live)
     asyncio.run(pool.run(range(1, len(inputs) + 1), inputs, report))

@@ -15,12 +15,12 @@ Messages, supervisor to host:
   {"op": "exit"}                         -> the process exits
 A report is built by ``runtime.js`` (see ``newReport`` there). When the isolate's heap limit
 is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits. A host
-started with ``--live`` also sends {"op": "live", "records": [...]} while a batch runs: the
-console lines, events, progress and fetch requests its slices make as they happen (see
-``live``), which its report then leaves out; the supervisor answers a fetch request with
-{"op": "fetched", "id": n, "ok": true, "response": {url, status, statusText, headers, body}}
-(body in base64, or null) or {"op": "fetched", "id": n, "ok": false, "error": {name, message,
-code?}}, at any time.
+started with ``--live MODE`` also sends {"op": "live", "records": [...]} while a batch runs: the
+console lines and events (with ``supervised``, progress and fetch requests too) its slices make
+as they happen (see ``live``), which its report then leaves out. The supervisor answers a fetch
+request with {"op": "fetched", "id": n, "ok": true, "response": {url, status, statusText,
+headers, body}} (body in base64, or null) or {"op": "fetched", "id": n, "ok": false, "error":
+{name, message, code?}}, at any time.
 
 Before it reads the first message, a host locks itself down (see ``lockdown``): once V8 is
 loaded and before it receives any job, it can compute and answer on its channel, nothing else.
@@ -49,7 +49,7 @@ import orjson
 
 from dcp_worker.sandbox import limits
 from dcp_worker.sandbox.framing import read_frame, write_frame
-from dcp_worker.sandbox.live import ChannelReader, LivePoller, LiveRings
+from dcp_worker.sandbox.live import ChannelReader, LiveMode, LivePoller, LiveRings
 from dcp_worker.sandbox.lockdown import WALLS, Lockdown, Mode
 
 if TYPE_CHECKING:
@@ -168,9 +168,11 @@ class Sandbox:
         """Run a batch, given as JSON text; return the runtime's report, as JSON text."""
         return self._call_runtime("runBatch", slices_json, "a report")
 
-    def open_live(self) -> LiveRings:
-        """Have the runtime report live, and fetch, through rings; the host's end of them."""
-        memory = self.racer.eval(f"__dcpHost.openLive({LIVE_RING_UNITS})")
+    def open_live(self, mode: LiveMode) -> LiveRings:
+        """Have the runtime report live (and fetch, when supervised) through rings; the host's
+        end of them."""
+        supervised = "true" if mode == LiveMode.SUPERVISED else "false"
+        memory = self.racer.eval(f"__dcpHost.openLive({LIVE_RING_UNITS}, {supervised})")
         if not isinstance(memory, memoryview):
             raise TypeError(f"runtime returned {type(memory).__name__}, not a SharedArrayBuffer")
         return LiveRings(memory)
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dcp-worker sandbox-host")
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--lockdown", type=Mode, choices=list(Mode), default=Mode.BEST_EFFORT)
-    parser.add_argument("--live", action="store_true", help="report console, events and progress live")
+    parser.add_argument("--live", type=LiveMode, choices=list(LiveMode), help="report as slices run")
     parser.add_argument("--test-probes", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--test-without", action="append", choices=WALLS, default=[], help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
@@ -256,8 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Their threads start before the memory cap is measured and the walls rise.
         live = None
-        if options.live:
-            rings = sandbox.open_live()
+        if options.live is not None:
+            rings = sandbox.open_live(options.live)
             live = LivePoller(rings, channel.send_raw)
             channel.read_in_thread(rings)
         limits.cap_process_memory(options.memory_mb, status)

@@ -16,13 +16,14 @@ returns with the thread silent, so the run's answer always comes after its live 
 from __future__ import annotations
 
 import codecs
+import enum
 import queue
 import threading
 from collections.abc import Callable
 
 from dcp_worker.sandbox.framing import FramingError, read_frame
 
-__all__ = ["FETCHED_PREFIX", "ChannelReader", "LivePoller", "LiveRings"]
+__all__ = ["FETCHED_PREFIX", "ChannelReader", "LiveMode", "LivePoller", "LiveRings"]
 
 # Four Int32 counters: code units written and read, of the out ring, then of the in ring.
 HEADER_BYTES = 16
@@ -31,6 +32,15 @@ UNIT_BYTES = 2  # the rings hold UTF-16 code units
 UTF16 = codecs.lookup("utf-16-le")
 # How a supervisor's answer to a fetch request starts (it writes it so); it goes to the isolate.
 FETCHED_PREFIX = b'{"op":"fetched"'
+
+
+class LiveMode(enum.StrEnum):
+    """What a live host reports: console lines and events of the slices that run alone in their
+    batch (so never twice, as a batch that broke a limit is run again slice by slice); or, where
+    a supervisor answers (the evaluator's hosts), also progress, and fetch requests."""
+
+    REPORTS = "reports"
+    SUPERVISED = "supervised"
 
 
 class LiveRings:

@@ -13,6 +13,7 @@ import dcp_worker
 from dcp_worker.errors import LockdownError, SandboxError, WorkFunctionError
 from dcp_worker.json_parse import parse_json
 from dcp_worker.sandbox.framing import HEADER, encode_frame, frame_length
+from dcp_worker.sandbox.live import LiveMode
 from dcp_worker.sandbox.lockdown import Mode, requested_mode
 from dcp_worker.self_command import compiled_executable, program_command
 from dcp_worker.supervisor.job import JobSpec
@@ -36,9 +37,11 @@ class HostDied(Exception):
         self.out_of_memory = out_of_memory
 
 
-def host_command(memory_mb: int, lockdown: Mode, live: bool = False) -> list[str]:
+def host_command(memory_mb: int, lockdown: Mode, live: LiveMode | None = None) -> list[str]:
     """In the single-file build a host is the executable itself (see ``self_command``)."""
-    options = ["--memory-mb", str(memory_mb), "--lockdown", lockdown.value, *(["--live"] if live else [])]
+    options = ["--memory-mb", str(memory_mb), "--lockdown", lockdown.value]
+    if live is not None:
+        options += ["--live", live.value]
     return [*program_command("dcp_worker.sandbox.host"), *options]
 
 
@@ -61,12 +64,12 @@ class SandboxHost:
 
     @classmethod
     async def spawn(
-        cls, memory_mb: int, *, require_lockdown: bool = False, live: bool = False
+        cls, memory_mb: int, *, require_lockdown: bool = False, live: LiveMode | None = None
     ) -> SandboxHost:
         """A host process with no job yet, locked down (see ``dcp_worker.sandbox.lockdown``): it
         loads V8 and the runtime while its first message waits. With ``require_lockdown``, a host
         that cannot raise every wall makes ``receive`` raise ``LockdownError``. With ``live``, its
-        slices report console lines, events and progress as they happen (see ``receive``)."""
+        slices report as they run (see ``receive`` and ``dcp_worker.sandbox.live``)."""
         lockdown = requested_mode(require_lockdown)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -81,9 +84,11 @@ class SandboxHost:
         return cls(process, memory_mb)
 
     @classmethod
-    async def start(cls, job: JobSpec, memory_mb: int, *, require_lockdown: bool = False) -> SandboxHost:
+    async def start(
+        cls, job: JobSpec, memory_mb: int, *, require_lockdown: bool = False, live: LiveMode | None = None
+    ) -> SandboxHost:
         """Start a host for ``job`` (see ``spawn``)."""
-        host = await cls.spawn(memory_mb, require_lockdown=require_lockdown)
+        host = await cls.spawn(memory_mb, require_lockdown=require_lockdown, live=live)
         try:
             reply = await host.request(job.assign_message(), START_TIMEOUT_SECONDS)
         except (HostDied, HostTimeout) as failure:
@@ -158,9 +163,12 @@ class SandboxHost:
         self.send(b'{"op":"run"}')
         self.send(batch_json)
 
-    async def batch_report(self, timeout: float) -> dict[str, Any]:
-        """The report on the oldest batch sent and not yet answered (see runtime.js, newReport)."""
-        report: dict[str, Any] = (await self.receive(timeout))["results"]
+    async def batch_report(
+        self, timeout: float, on_live: Callable[[list[Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """The report on the oldest batch sent and not yet answered (see runtime.js, newReport);
+        a live host's reports meanwhile go to ``on_live``."""
+        report: dict[str, Any] = (await self.receive(timeout, on_live))["results"]
         return report
 
     async def _death(self) -> HostDied:

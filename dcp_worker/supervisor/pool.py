@@ -14,7 +14,7 @@ import asyncio
 import collections
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from dcp_worker.errors import (
 from dcp_worker.supervisor.batch import SliceBatch
 from dcp_worker.supervisor.host_process import HostDied, HostTimeout, SandboxHost
 from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.live_reports import LiveMode, LiveReport, live_reports
 from dcp_worker.supervisor.outcomes import (
     BatchOutcome,
     OutcomesHandler,
@@ -76,12 +77,22 @@ class BatchPacer:
 class SandboxPool:
     """Runs one job's slices on up to ``sandboxes`` hosts at once."""
 
-    def __init__(self, job: JobSpec, *, sandboxes: int, limits: SandboxLimits) -> None:
+    def __init__(
+        self,
+        job: JobSpec,
+        *,
+        sandboxes: int,
+        limits: SandboxLimits,
+        on_live: Callable[[list[LiveReport]], None] | None = None,
+    ) -> None:
+        """``on_live``: what slices that run alone in their batch (slow ones) say as they run,
+        their console lines and events; their outcomes then leave those out."""
         if sandboxes < 1:
             raise ValueError("a pool needs at least one sandbox")
         self._job = job
         self._sandboxes = sandboxes
         self._limits = limits
+        self._on_live = on_live
         # Slices not yet sent wait in _pending (as the runs they were added in, _queued in all;
         # the first _head_sent of the first run have gone, a run being long and not copied at
         # every batch); batches a lost host never ran wait in _retry, and slices of a batch that
@@ -225,6 +236,7 @@ class SandboxPool:
                             self._job,
                             self._limits.memory_mb,
                             require_lockdown=self._limits.require_lockdown,
+                            live=None if self._on_live is None else LiveMode.REPORTS,
                         )
                     except BaseException:
                         self._host_gone(None)
@@ -242,7 +254,7 @@ class SandboxPool:
                 batch = in_flight.popleft()
                 started = time.perf_counter()
                 try:
-                    report = await host.batch_report(self._limits.slice_timeout)
+                    report = await host.batch_report(self._limits.slice_timeout, self._live)
                 except (HostTimeout, HostDied) as failure:
                     self._host_gone(host)
                     host = None
@@ -268,6 +280,10 @@ class SandboxPool:
         if host is not None:
             self._host_gone(host)
             await host.close()
+
+    def _live(self, records: list[Any]) -> None:
+        if self._on_live is not None:
+            self._on_live(live_reports(records))
 
     def _host_gone(self, host: SandboxHost | None) -> None:
         """A host ended: a worker waiting for the right to start one may now need to."""

@@ -314,10 +314,13 @@
   const RING_LIMIT = 0x40000000;
   let live = null;
 
-  function openLive(units) {
-    hide('fetch', fetch);
-    hide('Headers', Headers);
-    hide('Response', Response);
+  // `supervised`: a supervisor answers (the evaluator's); progress goes out too, and fetch exists.
+  function openLive(units, supervised) {
+    if (supervised) {
+      hide('fetch', fetch);
+      hide('Headers', Headers);
+      hide('Response', Response);
+    }
     const buffer = new SharedArrayBufferCtor(16 + 4 * units);
     live = {
       head: new Int32ArrayCtor(buffer, 0, 4),
@@ -325,6 +328,7 @@
       in: new Uint16ArrayCtor(buffer, 16 + 2 * units, units),
       size: units,
       partial: '',
+      supervised,
     };
     return buffer;
   }
@@ -368,7 +372,7 @@
   function record(level, text) {
     if (current === null) {
       arrayPush.call(consoleOutsideSlice, [level, text]);
-    } else if (!sendLive(current, { kind: 'console', level, text })) {
+    } else if (!sendLive(current, { kind: 'console', n: current.number, level, text })) {
       arrayPush.call(current.console, [level, text]);
     }
   }
@@ -417,7 +421,7 @@
         percent = null;
       }
     }
-    if (live !== null) reportProgressLive(slice, value, percent);
+    if (live !== null && live.supervised) reportProgressLive(slice, value, percent);
     return true;
   }
 
@@ -443,7 +447,7 @@
       if (typeof name !== 'string') throw new TypeError('work.emit(name, payload): name must be a string');
       if (current === null) return;
       const encoded = encode(payload, null);
-      if (!sendLive(current, { kind: 'event', name, payload: encoded })) {
+      if (!sendLive(current, { kind: 'event', n: current.number, name, payload: encoded })) {
         arrayPush.call(current.events, [name, encoded]);
       }
     },
@@ -712,10 +716,12 @@
   let workFunction = null;
   let workArguments = [];
 
-  function beginSlice(number) {
+  // Only a slice alone in its batch reports live: a batch that breaks a limit runs again slice
+  // by slice, and its slices must not say twice what they said.
+  function beginSlice(number, alone) {
     current = {
       number, console: consoleOutsideSlice, events: [], progressCalls: 0, rejected: null,
-      progressSent: 0, liveProgressAt: -Infinity, liveStalled: false,
+      progressSent: 0, liveProgressAt: -Infinity, liveStalled: !alone,
     };
     consoleOutsideSlice = [];
     receiveFetched();
@@ -791,7 +797,7 @@
   function runFrom(batch, index, report) {
     const { data, numbers, first } = batch;
     for (; index < data.length; index++) {
-      beginSlice(numbers === undefined ? first + index : numbers[index]);
+      beginSlice(numbers === undefined ? first + index : numbers[index], data.length === 1);
       let result;
       try {
         result = apply(workFunction, null, [decode(data[index]), ...workArguments]);
