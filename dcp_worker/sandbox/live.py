@@ -15,7 +15,7 @@ returns with the thread silent, so the run's answer always comes after its live 
 
 from __future__ import annotations
 
-import codecs
+import encodings.utf_16_le
 import enum
 import queue
 import threading
@@ -28,8 +28,9 @@ __all__ = ["FETCHED_PREFIX", "ChannelReader", "LiveMode", "LivePoller", "LiveRin
 # Four Int32 counters: code units written and read, of the out ring, then of the in ring.
 HEADER_BYTES = 16
 UNIT_BYTES = 2  # the rings hold UTF-16 code units
-# Looked up now: once the host is locked down, no codec module can be loaded.
-UTF16 = codecs.lookup("utf-16-le")
+# Imported by name, not looked up: once the host is locked down no codec module can be loaded,
+# and the single-file build must see the import to include the module.
+UTF16 = encodings.utf_16_le.getregentry()
 # How a supervisor's answer to a fetch request starts (it writes it so); it goes to the isolate.
 FETCHED_PREFIX = b'{"op":"fetched"'
 
