@@ -685,7 +685,7 @@
         kind: 'fetch', id, url, method, headers: [...new Headers(init.headers)],
         body: body === null ? null : bytesToBase64(body),
       };
-      if (slice === null || slice !== current || !sendLive(slice, request)) {
+      if (slice === null || !sendLive(slice, request)) {
         reject(new TypeErrorCtor('fetch() works only while a slice runs, and its reports are not held up'));
         return;
       }
