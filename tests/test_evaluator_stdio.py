@@ -290,7 +290,7 @@ def test_a_work_function_fetches_through_the_supervisor(ours: StdioEvaluator) ->
     assert complete["result"] == [201, True, "text/plain", body.decode(), [*denial.values(), "EPERM_ORIGIN"]]
 
 
-def test_an_answer_nobody_awaits_does_not_hold_up_the_next_slice(ours: StdioEvaluator) -> None:
+def test_answers_nobody_awaits_do_not_hold_up_the_next_slice(ours: StdioEvaluator) -> None:
     start(ours)
     assign(ours, job("function (x) { progress(); if (x === 1) fetch('https://big.example/'); return x; }"))
     ours.request({"request": "resetState"})
@@ -301,6 +301,7 @@ def test_an_answer_nobody_awaits_does_not_hold_up_the_next_slice(ours: StdioEval
     # Larger than the ring, for a slice that is over: the next slice must still run.
     late = {"url": "https://big.example/", "status": 200, "headersEntries": [], "bodyBuffer": b"x" * 3_000_000}
     ours.request({"request": "fetchResponse", "id": asked["id"], "data": late})
+    ours.request({"request": "fetchError", "id": 999, "error": {"name": "Error", "message": "no such fetch"}})
     for datum in (2, 3):
         assert run_slice(ours, datum)[-1][1]["result"] == datum
 
