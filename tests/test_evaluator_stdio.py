@@ -229,6 +229,37 @@ def test_a_slice_reports_while_it_runs(evaluator: StdioEvaluator) -> None:
     assert rest[-1]["result"] == 7
 
 
+PROGRESS_VALUES = """async function (x) {
+  const pause = () => new Promise((resolve) => setTimeout(resolve, 150));
+  progress('50%'); await pause();
+  progress(2); await pause();
+  progress(); await pause();
+  progress(0.75); progress(0.8); await pause();
+  progress(0.5);
+  return x;
+}"""
+
+
+def test_live_progress_follows_dcps_rules(ours: StdioEvaluator) -> None:
+    start(ours)
+    assign(ours, job(PROGRESS_VALUES))
+    messages = run_slice(ours, 1)
+    reported = [
+        (value["progress"], value["value"], value["indeterminate"], value["throttledReports"])
+        for _, value in messages
+        if value["request"] == "progress"
+    ]
+    assert reported == [
+        (50, "50%", 0, 0),
+        (50, 2, 1, 0),  # out of bounds: indeterminate, the last good value kept (and a warning)
+        (50, Undefined, 0, 0),  # no value: the last one again
+        (75, 0.75, 0, 0),  # 0.8 follows within 100 ms: throttled, counted in the next report
+        (75, 0.5, 1, 1),  # backwards: the last value kept, indeterminate
+    ]
+    warnings = [value["payload"]["message"] for _, value in messages if value["request"] == "console"]
+    assert warnings == [["progress(2): expected a number from 0 to 1, or nothing"]]
+
+
 def test_reports_beyond_the_live_ring_come_at_the_end_in_order(ours: StdioEvaluator) -> None:
     start(ours)
     # 2,000 lines of 1,000 characters: twice what the ring holds, written faster than it drains.

@@ -397,12 +397,17 @@ class EvaluatorSession:
                 self._post_fetch_request(report)
             else:
                 # As DCP's sandbox: progress() with no value repeats the last one, and is
-                # indeterminate only before there is one; a bad value is indeterminate.
-                if report.percent is not None:
-                    self._last_percent = report.percent
-                indeterminate = report.percent is None and (
-                    report.value is not Undefined or self._last_percent is None
+                # indeterminate only before there is one; going backwards keeps the last value,
+                # indeterminate. A bad value is indeterminate too (and keeps the last value).
+                advanced = report.percent is not None and (
+                    self._last_percent is None or report.percent >= self._last_percent
                 )
+                if advanced:
+                    self._last_percent = report.percent
+                repeated = (
+                    report.percent is None and report.value is Undefined and self._last_percent is not None
+                )
+                indeterminate = not (advanced or repeated)
                 self._post(
                     RING_WORK,
                     {
