@@ -260,6 +260,24 @@ def test_live_progress_follows_dcps_rules(ours: StdioEvaluator) -> None:
     assert warnings == [["progress(2): expected a number from 0 to 1, or nothing"]]
 
 
+def test_a_job_that_rewrites_to_json_cannot_spoil_live_reports(ours: StdioEvaluator) -> None:
+    start(ours)
+    tampering = (
+        "function (x) { Object.prototype.toJSON = () => 'spoiled'; Array.prototype.toJSON = () => 'spoiled';"
+        " progress(0.5); console.log('still', x); work.emit('e', 1); return 7; }"
+    )
+    assign(ours, job(tampering))
+    messages = [value for _, value in run_slice(ours, 3)]
+    assert [value["request"] for value in messages] == [
+        "progress",
+        "console",
+        "emitEvent",
+        "measurement",
+        "complete",
+    ]
+    assert messages[1]["payload"]["message"] == ["still 3"] and messages[-1]["result"] == 7
+
+
 def test_reports_beyond_the_live_ring_come_at_the_end_in_order(ours: StdioEvaluator) -> None:
     start(ours)
     # 2,000 lines of 1,000 characters: twice what the ring holds, written faster than it drains.

@@ -179,3 +179,27 @@ def test_globals_are_the_documented_ones() -> None:
         }
     }
     assert unexpected == set()
+
+
+# A job's own toJSON on the built-in prototypes must not rewrite what the runtime tells its host.
+TAMPERED_JSON = """
+  Object.prototype.toJSON = function () { return 'spoiled'; };
+  Object.defineProperty(Array.prototype, 'toJSON', { value: () => 'spoiled' });
+  Object.setPrototypeOf(Array.prototype, { toJSON: () => 'spoiled' });
+"""
+
+
+def test_tampering_with_to_json_does_not_spoil_reports() -> None:
+    source = f"""function (x) {{
+      progress();
+      if (x === 2) {{ {TAMPERED_JSON} }}
+      console.log('slice', x);
+      work.emit('seen', {{ x: x, list: [x, 'y'] }});
+      return {{ x: x, list: [x, null, 'z'] }};
+    }}"""
+    lines: list[tuple[int, str]] = []
+    results = run(source, [1, 2, 3], cores=1, on_console=lambda n, level, text: lines.append((n, text)))
+    # The job's values follow its own toJSON, as JSON.stringify would have them (slice 3 shares
+    # slice 2's sandbox); the runtime's report around them does not.
+    assert results == [{"x": 1, "list": [1, None, "z"]}, "spoiled", "spoiled"]
+    assert sorted(lines) == [(n, f"slice {n}") for n in (1, 2, 3)]

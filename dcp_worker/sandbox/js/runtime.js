@@ -13,6 +13,10 @@
   const { isView } = ArrayBuffer;
   const JSONparse = JSON.parse;
   const JSONstringify = JSON.stringify;
+  const hasOwnProperty = Object.prototype.hasOwnProperty;
+  const getPrototypeOf = Object.getPrototypeOf;
+  const ObjectPrototype = Object.prototype;
+  const ArrayPrototype = Array.prototype;
   const dateNow = Date.now;
   const dateGetTime = Date.prototype.getTime;
   const dateToISOString = Date.prototype.toISOString;
@@ -297,6 +301,35 @@
     return apply(arrayJoin, parts, [' ']);
   }
 
+  // ---- the runtime's own JSON ----
+  // What the runtime writes for the host (reports, live records, verdicts) is plain data it
+  // built itself, but JSON.stringify asks every object for a toJSON, inherited ones too: a job
+  // that sets Object.prototype.toJSON (or Array's, or gives Array.prototype a prototype of its
+  // own) would rewrite it. Then the data is written here by hand, slower but as it is.
+  function stringifyData(value) {
+    const untouched = !apply(hasOwnProperty, ObjectPrototype, ['toJSON'])
+      && !apply(hasOwnProperty, ArrayPrototype, ['toJSON'])
+      && getPrototypeOf(ArrayPrototype) === ObjectPrototype;
+    return untouched ? JSONstringify(value) : writeData(value);
+  }
+
+  function writeData(value) {
+    if (value === null || typeof value !== 'object') {
+      return typeof value === 'number' && !numberIsFinite(value) ? 'null' : JSONstringify(value);
+    }
+    const parts = [];
+    if (isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        arrayPush.call(parts, value[i] === undefined ? 'null' : writeData(value[i]));
+      }
+      return `[${apply(arrayJoin, parts, [','])}]`;
+    }
+    for (const key of objectKeys(value)) {
+      if (value[key] !== undefined) arrayPush.call(parts, `${JSONstringify(key)}:${writeData(value[key])}`);
+    }
+    return `{${apply(arrayJoin, parts, [','])}}`;
+  }
+
   // ---- per-slice state ----
 
   let current = null;          // the slice now running, or null
@@ -335,7 +368,7 @@
 
   function sendLive(slice, liveRecord) {
     if (live === null || slice.liveStalled) return false;
-    const text = JSONstringify(liveRecord) + '\n';
+    const text = stringifyData(liveRecord) + '\n';
     const { head, out, size } = live;
     const written = atomicsLoad(head, 0);
     if (text.length > size - (written - atomicsLoad(head, 1)) || written + text.length >= RING_LIMIT) {
@@ -808,7 +841,7 @@
       }
       finishSlice(report, true, result);
     }
-    return JSONstringify(report);
+    return stringifyData(report);
   }
 
   async function finishAsync(batch, index, report, pending) {
@@ -820,12 +853,12 @@
   function evaluation(ok, value) {
     if (ok) {
       try {
-        return JSONstringify({ ok: true, value: encode(value, null) });
+        return stringifyData({ ok: true, value: encode(value, null) });
       } catch (e) {
         value = new TypeError(`the value cannot be written: ${StringCtor(e.message)}`);
       }
     }
-    return JSONstringify({ ok: false, error: describeError(value) });
+    return stringifyData({ ok: false, error: describeError(value) });
   }
 
   defineProperty(global, '__dcpHost', {
