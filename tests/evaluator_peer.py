@@ -331,10 +331,15 @@ def assign(evaluator: LinePeer, fields: dict[str, Any]) -> tuple[int, dict[str, 
     return sandbox_message(lines[-1])
 
 
-def run_slice(evaluator: LinePeer, datum: Any) -> list[tuple[int, dict[str, Any]]]:
-    """resetState, then main; the sandbox messages up to the slice's end."""
+def begin_slice(evaluator: LinePeer, datum: Any) -> None:
+    """resetState, then main, as a supervisor starts a slice."""
     evaluator.request({"request": "resetState"})
     assert evaluator.reply("resetStateDone")[0] == 2
     evaluator.request({"request": "main", "data": datum})
+
+
+def run_slice(evaluator: LinePeer, datum: Any) -> list[tuple[int, dict[str, Any]]]:
+    """resetState, then main; the sandbox messages up to the slice's end."""
+    begin_slice(evaluator, datum)
     lines = evaluator.until(lambda line: request_name(line) in SLICE_ENDS)
     return [sandbox_message(line) for line in lines if request_name(line) is not None]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from cli_run import one_line_error, run_cli
-from evaluator_peer import ACK, PortEvaluator, SocketPeer, assign, job, request_name, start
+from evaluator_peer import ACK, PortEvaluator, SocketPeer, assign, begin_slice, job, request_name, start
 from official_worker import WorkerFactory
 from scheduler_double import JobStatus, SchedulerDouble
 
@@ -151,15 +151,18 @@ def test_the_governor_refuses_sandboxes_while_paused_and_gives_running_ones_back
     ):
         start(running)
         assert assign(running, job(BUSY))[1]["request"] == "assigned"
-        running.request({"request": "resetState"})
-        running.reply("resetStateDone")
-        running.request({"request": "main", "data": 60_000})
+        begin_slice(running, 60_000)
         assert running.message() == ACK  # the slice runs, for a minute
         paused = run_cli(tmp_path, "pause", "--json")
         assert paused.returncode == 0, paused.stderr
         answer = json.loads(paused.stdout)
         assert answer["governor"]["paused"] is True
-        assert answer["evaluator"] == {"connections": 1, "maxConnections": 16, "accepting": False, "refused": 0}
+        assert answer["evaluator"] == {
+            "connections": 1,
+            "maxConnections": 16,
+            "accepting": False,
+            "refused": 0,
+        }
         with SocketPeer(evaluator.port) as refused:
             assert refused.line(timeout=30) == ("EOF", "")
         # Paused for longer than resumeWithin: the connection is closed, and its supervisor
@@ -182,16 +185,12 @@ def test_a_supervisor_leaving_mid_slice_does_not_take_the_evaluator_with_it(eval
     with SocketPeer(evaluator.port) as leaving:
         start(leaving)
         assert assign(leaving, job(BUSY))[1]["request"] == "assigned"
-        leaving.request({"request": "resetState"})
-        leaving.reply("resetStateDone")
-        leaving.request({"request": "main", "data": 60_000})
+        begin_slice(leaving, 60_000)
         assert leaving.message() == ACK  # the slice is running, and will for a minute
     with SocketPeer(evaluator.port) as staying:
         start(staying)
         assert assign(staying, job(BUSY))[1]["request"] == "assigned"
-        staying.request({"request": "resetState"})
-        staying.reply("resetStateDone")
-        staying.request({"request": "main", "data": 1})
+        begin_slice(staying, 1)
         lines = staying.until(lambda line: request_name(line) == "complete", timeout=30)
         assert request_name(lines[-1]) == "complete"
     assert evaluator.proc.poll() is None
