@@ -82,15 +82,11 @@ class LineChannel:
     def _write(self, data: bytes) -> None:
         self._held.append(data)
 
-    def flush(self) -> None:
-        """Write the lines held, without waiting for the peer to read them."""
+    async def drain(self) -> None:
+        """Write the lines held, and wait while the peer is not reading."""
         held, self._held = self._held, []
         if held and not self._writer.is_closing():
             self._writer.write(b"".join(held))
-
-    async def drain(self) -> None:
-        """Write the lines held, and wait while the peer is not reading."""
-        self.flush()
         with contextlib.suppress(ConnectionError):
             await self._writer.drain()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +141,9 @@ class EvaluatorSandbox:
             return _js_error(reply["error"])
         return None
 
-    async def run_slice(self, datum_json: Any, on_live: Callable[[list[LiveReport]], None]) -> SliceReport:
+    async def run_slice(
+        self, datum_json: Any, on_live: Callable[[list[LiveReport]], Awaitable[None]]
+    ) -> SliceReport:
         """Run the work function on one datum (tagged JSON); no timeout, as DCP's supervisor keeps
         time. What the slice reports while it runs goes to ``on_live``; the SliceReport has the rest."""
         self._slices += 1

@@ -386,8 +386,9 @@ class EvaluatorSession:
             {"request": "emitEvent", "payload": {"eventName": "custom", "customEvent": name, "data": data}},
         )
 
-    def _post_live(self, reports: list[LiveReport]) -> None:
-        """What a slice reports while it runs, sent on at once."""
+    async def _post_live(self, reports: list[LiveReport]) -> None:
+        """What a slice reports while it runs, sent on at once (and waited for while the
+        supervisor does not read: the sandbox then keeps its reports for the slice's end)."""
         for report in reports:
             if isinstance(report, LiveConsole):
                 self._post_console(report.level, report.text)
@@ -418,7 +419,7 @@ class EvaluatorSession:
                         "throttledReports": report.calls - 1,
                     },
                 )
-        self._channel.flush()
+        await self._channel.drain()
 
     def _post_fetch_request(self, fetch: LiveFetch) -> None:
         """As DCP's sandbox asks: the supervisor checks the origin, fetches and answers."""

@@ -6,7 +6,7 @@ import asyncio
 import collections
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dcp_worker
@@ -35,6 +35,10 @@ class HostDied(Exception):
         super().__init__(reason)
         self.reason = reason
         self.out_of_memory = out_of_memory
+
+
+# What takes a live host's records (see ``dcp_worker.sandbox.live``) as they come.
+LiveHandler = Callable[[list[Any]], Awaitable[None]]
 
 
 def host_command(memory_mb: int, lockdown: Mode, live: LiveMode | None = None) -> list[str]:
@@ -121,11 +125,10 @@ class SandboxHost:
         assert stdin is not None
         stdin.write(encode_frame(body))
 
-    async def receive(
-        self, timeout: float | None, on_live: Callable[[list[Any]], None] | None = None
-    ) -> dict[str, Any]:
+    async def receive(self, timeout: float | None, on_live: LiveHandler | None = None) -> dict[str, Any]:
         """The host's next message; kills the host if it takes longer than ``timeout`` seconds.
-        A live host's reports of a running slice go to ``on_live`` as they come."""
+        A live host's reports of a running slice go to ``on_live`` as they come; while it is
+        busy with them, the host's next reports wait (in the end, for the slice's end)."""
         stdout = self._process.stdout
         assert stdout is not None
         try:
@@ -136,7 +139,7 @@ class SandboxHost:
                     if not (isinstance(message, dict) and message.get("op") == "live"):
                         break
                     if on_live is not None:
-                        on_live(message["records"])
+                        await on_live(message["records"])
         except TimeoutError:
             await self.kill()
             raise HostTimeout(f"no answer within {timeout:g} s") from None
@@ -163,9 +166,7 @@ class SandboxHost:
         self.send(b'{"op":"run"}')
         self.send(batch_json)
 
-    async def batch_report(
-        self, timeout: float, on_live: Callable[[list[Any]], None] | None = None
-    ) -> dict[str, Any]:
+    async def batch_report(self, timeout: float, on_live: LiveHandler | None = None) -> dict[str, Any]:
         """The report on the oldest batch sent and not yet answered (see runtime.js, newReport);
         a live host's reports meanwhile go to ``on_live``."""
         report: dict[str, Any] = (await self.receive(timeout, on_live))["results"]

@@ -281,7 +281,7 @@ class SandboxPool:
             self._host_gone(host)
             await host.close()
 
-    def _live(self, records: list[Any]) -> None:
+    async def _live(self, records: list[Any]) -> None:
         if self._on_live is not None:
             self._on_live(live_reports(records))
 
