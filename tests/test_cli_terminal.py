@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def localexec(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "dcp_worker", "localexec", *map(str, args)]
@@ -52,7 +54,11 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     assert result.stderr.decode().strip() == result.stderr.decode().strip().splitlines()[-1]
 
 
-def test_interrupt_keeps_finished_results_and_stops_the_sandboxes(tmp_path: Path) -> None:
+# As started from a terminal, and as a shell script's background job is (SIGINT ignored).
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored"])
+def test_interrupt_keeps_finished_results_and_stops_the_sandboxes(
+    tmp_path: Path, inherited: signal.Handlers
+) -> None:
     work = tmp_path / "work.js"
     work.write_text(
         "async (x) => { progress(); if (x > 1) await new Promise((r) => setTimeout(r, 60000)); return x; }"
@@ -62,6 +68,7 @@ def test_interrupt_keeps_finished_results_and_stops_the_sandboxes(tmp_path: Path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, inherited),
     )
     assert process.stdout is not None
     # Slice 1 is written as soon as it completes, while slices 2 and 3 wait.

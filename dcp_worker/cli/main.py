@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -38,6 +39,9 @@ def fail(message: str, status: int = 2) -> None:
 
 def run() -> None:
     """Console-script entry point: every failure is one line on stderr, never a traceback."""
+    # A shell script's background job starts with SIGINT ignored, and Python keeps it so; but
+    # `kill -INT` must stop localexec and the evaluator as it stops the worker.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     command = typer.main.get_command(app)
     try:
         status = command.main(prog_name="dcp-worker", standalone_mode=False)
