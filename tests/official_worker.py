@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_tree import descendants
 from scheduler_double import (
     NODE_DIR,
     SCHEDULER_DIR,
@@ -160,32 +161,9 @@ class TreeMemory:
         self._thread = threading.Thread(target=self._run, name="official worker /proc sampler", daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _children() -> dict[int, list[int]]:
-        children: dict[int, list[int]] = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    text = f.read()
-            except OSError:
-                continue
-            # The command name is in parentheses and may contain spaces; the ppid follows the state.
-            fields = text[text.rfind(b")") + 2 :].split()
-            if len(fields) > 1:
-                children.setdefault(int(fields[1]), []).append(int(entry.name))
-        return children
-
     def tree(self) -> list[int]:
         """The root pid and its live descendants."""
-        children = self._children()
-        pids, stack = [], [self.root_pid]
-        while stack:
-            pid = stack.pop()
-            pids.append(pid)
-            stack.extend(children.get(pid, ()))
-        return pids
+        return [self.root_pid, *descendants(self.root_pid)]
 
     @staticmethod
     def _status_kib(pid: int) -> dict[str, int]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import run_cli
+from process_tree import sandbox_hosts
 from scheduler_double import SchedulerDouble
 
 from dcp_worker import __version__
@@ -178,30 +179,6 @@ def test_the_hidden_programs_run_from_the_binary(alone: Alone) -> None:
 def test_the_evaluator_serves_stdio_until_its_input_ends(alone: Alone) -> None:
     result = alone.run("evaluator", "--stdio", timeout=60)
     assert result.returncode == 0, result
-
-
-def sandbox_hosts(parent: int) -> list[int]:
-    """Processes below ``parent`` started as ``... sandbox-host ...``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            ancestors = _ancestors(int(entry.name))
-        except OSError:
-            continue
-        if parent in ancestors and b"sandbox-host" in argv[1:2]:
-            found.append(int(entry.name))
-    return found
-
-
-def _ancestors(pid: int) -> list[int]:
-    chain = []
-    while pid > 1:
-        pid = int((Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[1])
-        chain.append(pid)
-    return chain
 
 
 def test_sandbox_hosts_are_the_binary_itself_and_stop_with_it(alone: Alone) -> None:

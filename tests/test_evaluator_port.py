@@ -16,6 +16,7 @@ import pytest
 from cli_run import one_line_error, run_cli
 from evaluator_peer import ACK, PortEvaluator, SocketPeer, assign, begin_slice, job, request_name, start
 from official_worker import WorkerFactory
+from process_tree import sandbox_hosts
 from scheduler_double import JobStatus, SchedulerDouble
 
 from dcp_worker import kvin
@@ -196,25 +197,9 @@ def test_a_supervisor_leaving_mid_slice_does_not_take_the_evaluator_with_it(eval
     assert evaluator.proc.poll() is None
     # Both sessions' hosts end (the busy one killed after a short grace); the spare remains.
     deadline = time.monotonic() + 30
-    while len(host_processes(evaluator.proc.pid)) > 1:
-        assert time.monotonic() < deadline, host_processes(evaluator.proc.pid)
+    while len(sandbox_hosts(evaluator.proc.pid)) > 1:
+        assert time.monotonic() < deadline, sandbox_hosts(evaluator.proc.pid)
         time.sleep(0.1)
-
-
-def host_processes(parent: int) -> list[int]:
-    """The sandbox host processes whose parent is ``parent``."""
-    hosts = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"dcp_worker.sandbox.host" in command:
-            hosts.append(int(entry.name))
-    return hosts
 
 
 def test_hostile_lines_over_tcp_leave_the_connection_serving(evaluator: PortEvaluator) -> None:

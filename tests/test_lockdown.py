@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import pytest
 from cli_run import ERROR_PREFIX, one_line_error, run_cli
+from process_tree import sandbox_hosts
 
 from dcp_worker.errors import LockdownError, SandboxCrashError
 from dcp_worker.localexec import run
@@ -314,17 +315,14 @@ def _first_child_running_a_slice(parent: int) -> int:
     """The pid of ``parent``'s sandbox host, once it is busy in a slice."""
     deadline = time.monotonic() + TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        children = Path(f"/proc/{parent}/task/{parent}/children")
-        pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
-        for pid in pids:
+        for pid in sandbox_hosts(parent):
             try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:  # gone meanwhile
                 continue
             # utime, in clock ticks: 1.5 s of CPU, more than starting takes, so the host is in the
             # slice (killed while it starts, a host would end of itself, at the end of its input)
-            if b"dcp_worker.sandbox.host" in command and int(fields[11]) > 150:
+            if int(fields[11]) > 150:
                 return pid
         time.sleep(0.05)  # no event says "a host is busy"; /proc is polled
     raise AssertionError(f"no busy sandbox host under {parent} within {TIMEOUT_SECONDS} s")
