@@ -35,14 +35,13 @@ from dcp_worker.evaluator.sandbox import (
 )
 from dcp_worker.json_parse import parse_json
 from dcp_worker.jsvalues import JSError, Undefined
-from dcp_worker.supervisor.job import JobSpec, Module
+from dcp_worker.supervisor.job import WORKTIMES, JobSpec, Module
 from dcp_worker.supervisor.live_reports import LiveConsole, LiveEvent, LiveFetch, LiveReport
 from dcp_worker.tagged_json import to_json, to_json_many
 
 RING_REQUIREMENTS = 1
 RING_JOB = 2
 RING_WORK = 3
-WORKTIMES = ({"name": "map-basic", "version": "1.0.0"},)
 ACK = {"type": "result", "step": "workerMessage", "success": True, "origin": "workerMessage"}
 # Requests answered without the sandbox, whose acks leave with their answers.
 INSTANT_REQUESTS = frozenset({"resetState", "applyRequirements"})
@@ -306,8 +305,9 @@ class EvaluatorSession:
         if isinstance(worktime, dict):
             name, version = worktime.get("name"), worktime.get("version")
             if {"name": name, "version": version} not in WORKTIMES:
+                available = ", ".join(f"{w['name']}@{w['version']}" for w in WORKTIMES)
                 raise AssignRejected(
-                    f"worktime {name}@{version} is not available; this evaluator has map-basic@1.0.0"
+                    f"worktime {name}@{version} is not available; this evaluator has {available}"
                 )
         work_function = job.get("workFunction")
         if not isinstance(work_function, str):

@@ -8,6 +8,9 @@ from typing import Any
 
 import orjson
 
+# What a sandbox here runs: JavaScript work functions, as DCP's map-basic worktime does.
+WORKTIMES = ({"name": "map-basic", "version": "1.0.0"},)
+
 
 @dataclass(frozen=True)
 class Module:

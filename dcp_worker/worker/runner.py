@@ -35,7 +35,7 @@ from dcp_worker.protocol.canonical_json import Verbatim
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.sealed import seal
 from dcp_worker.protocol.session import Session, SessionOptions, open_session
-from dcp_worker.supervisor.job import JobSpec
+from dcp_worker.supervisor.job import WORKTIMES, JobSpec
 from dcp_worker.supervisor.outcomes import BatchOutcome, SliceOutcome
 from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool
 from dcp_worker.tagged_json import from_json, to_json
@@ -49,7 +49,6 @@ from dcp_worker.worker.services import Services, discover
 from dcp_worker.worker.status import JobActivity, WorkerStatus
 from dcp_worker.worker.task import (
     CAPABILITIES,
-    WORKTIMES,
     FetchState,
     JobMessage,
     SliceMessage,

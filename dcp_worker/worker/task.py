@@ -18,7 +18,6 @@ from dcp_worker.protocol.canonical_json import Verbatim
 
 __all__ = [
     "CAPABILITIES",
-    "WORKTIMES",
     "FetchState",
     "JobMessage",
     "SliceMessage",
@@ -37,8 +36,6 @@ FDLIBM = 16
 # V8 engine, fdlibm maths, KVIN v9: what the Node worker reports (80), plus the engine bit.
 CAPABILITIES = 1 | FDLIBM | KVIN_V9
 DEFAULT_SOTERIA_MS = 4 * 60 * 1000
-# What a sandbox here runs: JavaScript work functions, as DCP's map-basic worktime does.
-WORKTIMES = ({"name": "map-basic", "version": "1.0.0"},)
 
 
 class FetchState:
