@@ -372,8 +372,27 @@ class EvaluatorSession:
         self._stream_slice(report)
 
     def _end_slice_with_sandbox_error(self, message: str) -> None:
-        self._post(RING_WORK, {"request": "measurement", "total": 0, "webGL": 0, "webGPU": 0, "CPU": 0})
+        self._post_measurement(0)
         self._post(RING_WORK, {"request": "sandboxError", "error": JSError("Error", message)})
+
+    def _post_measurement(self, milliseconds: float) -> None:
+        self._post(
+            RING_WORK,
+            {"request": "measurement", "total": milliseconds, "webGL": 0, "webGPU": 0, "CPU": milliseconds},
+        )
+
+    def _post_progress(self, percent: float, value: Any, indeterminate: bool, calls: int) -> None:
+        """One ``progress`` message for ``calls`` progress() calls, the last with ``value``."""
+        self._post(
+            RING_WORK,
+            {
+                "request": "progress",
+                "progress": percent,
+                "value": value,
+                "indeterminate": int(indeterminate),
+                "throttledReports": calls - 1,
+            },
+        )
 
     def _post_console(self, level: str, text: str) -> None:
         self._post(
@@ -408,16 +427,8 @@ class EvaluatorSession:
                 repeated = (
                     report.percent is None and report.value is Undefined and self._last_percent is not None
                 )
-                indeterminate = not (advanced or repeated)
-                self._post(
-                    RING_WORK,
-                    {
-                        "request": "progress",
-                        "progress": self._last_percent or 0,
-                        "value": report.value,
-                        "indeterminate": int(indeterminate),
-                        "throttledReports": report.calls - 1,
-                    },
+                self._post_progress(
+                    self._last_percent or 0, report.value, not (advanced or repeated), report.calls
                 )
         await self._channel.drain()
 
@@ -447,21 +458,8 @@ class EvaluatorSession:
             self._post_event(name, data)
         if report.progress_calls:
             # Calls not reported live (throttled); the slice has finished when they are reported.
-            self._post(
-                RING_WORK,
-                {
-                    "request": "progress",
-                    "progress": 100,
-                    "value": Undefined,
-                    "indeterminate": 1,
-                    "throttledReports": report.progress_calls - 1,
-                },
-            )
-        milliseconds = report.seconds * 1000
-        self._post(
-            RING_WORK,
-            {"request": "measurement", "total": milliseconds, "webGL": 0, "webGPU": 0, "CPU": milliseconds},
-        )
+            self._post_progress(100, Undefined, True, report.progress_calls)
+        self._post_measurement(report.seconds * 1000)
         if report.outcome == "complete":
             self._post(RING_WORK, {"request": "complete", "result": report.value})
         elif report.outcome == "error":
