@@ -289,3 +289,9 @@ def test_a_batch_run_again_slice_by_slice_logs_each_line_once() -> None:
     )
     assert [type(result).__name__ for result in results].count("SliceTimeoutError") == 1
     assert sorted(lines) == [(n, f"slice {n}") for n in range(1, 201)]
+
+
+def test_lone_surrogates_reach_the_work_function_and_come_back() -> None:
+    # JavaScript strings may hold them; UTF-8 (and orjson) cannot.
+    source = "(x, suffix) => { progress(); return [x.length, x + suffix]; }"
+    assert run(source, ["a\ud800b"], args=["\udc00"], on_console=None) == [[3, "a\ud800b\udc00"]]

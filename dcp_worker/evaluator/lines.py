@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import select
 import sys
 import threading
 from typing import Any
 
-import orjson
-
 from dcp_worker.errors import UsageError
+from dcp_worker.json_dump import dump_json
 
 # A line longer than this is discarded as malformed rather than buffered without bound.
 MAX_LINE_BYTES = 1 << 30
 NEWLINE_SYMBOL = "\u2424"
-
-
-def dump_json(value: Any) -> bytes:
-    """Compact JSON; lone surrogates (which JavaScript strings may hold) by the standard library."""
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
 class LineTooLong(Exception):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dcp_worker.errors import LockdownError, SandboxError
-from dcp_worker.evaluator.lines import dump_json
+from dcp_worker.json_dump import dump_json
 from dcp_worker.jsvalues import JSError, Undefined
 from dcp_worker.supervisor.host_process import START_TIMEOUT_SECONDS, HostDied, HostTimeout, SandboxHost
 from dcp_worker.supervisor.job import JobSpec

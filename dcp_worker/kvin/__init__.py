@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -20,6 +19,7 @@ from typing import Any
 import orjson
 
 from dcp_worker.errors import KVINError
+from dcp_worker.json_dump import dump_json
 from dcp_worker.json_parse import parse_json
 
 __all__ = ["IMPLEMENTATION", "KVINError", "deserialize", "marshal", "serialize", "unmarshal"]
@@ -86,14 +86,9 @@ def serialize(value: Any) -> str:
         if text is not None:
             return text
     try:
-        return orjson.dumps(envelope).decode()
-    except orjson.JSONEncodeError:
-        # Lone surrogates, which JavaScript strings may hold and UTF-8 cannot, or nesting
-        # deeper than orjson goes: the standard library writes both.
-        try:
-            return json.dumps(envelope, separators=(",", ":"), allow_nan=False)
-        except RecursionError:
-            raise KVINError("cannot write KVIN: the value is nested too deeply") from None
+        return dump_json(envelope).decode()
+    except RecursionError:
+        raise KVINError("cannot write KVIN: the value is nested too deeply") from None
 
 
 def _around_plain_string(envelope: dict[str, Any], what: str) -> str | None:

@@ -31,8 +31,8 @@ Test-only: ``--test-probes`` (which the supervisor never passes) makes the host 
 {"op": "probe", ...} messages and run the probe a work function names (see ``probes``), and
 ``--test-without WALL`` leaves a wall down, as on a machine that lacks it.
 
-This module imports nothing from the rest of the package but ``framing``, ``limits``, ``live``
-and ``lockdown``, so a host starts quickly.
+This module imports nothing from the rest of the package but ``json_dump``, ``json_parse``,
+``framing``, ``limits``, ``live`` and ``lockdown``, so a host starts quickly.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from dcp_worker.json_dump import dump_json
+from dcp_worker.json_parse import parse_json
 from dcp_worker.sandbox import limits
 from dcp_worker.sandbox.framing import read_frame, write_frame
 from dcp_worker.sandbox.live import ChannelReader, LiveMode, LivePoller, LiveRings
@@ -79,7 +79,7 @@ class Channel:
         os.dup2(2, 1)
 
     def receive(self) -> dict[str, Any]:
-        message = orjson.loads(self.receive_raw())
+        message = parse_json(self.receive_raw())
         if not isinstance(message, dict):
             raise ValueError("expected a JSON object")
         return message
@@ -92,7 +92,7 @@ class Channel:
         self.reader = ChannelReader(self.read_fd, rings)
 
     def send(self, message: dict[str, Any]) -> None:
-        write_frame(self.write_fd, orjson.dumps(message))
+        write_frame(self.write_fd, dump_json(message))
 
     def send_raw(self, body: bytes) -> None:
         write_frame(self.write_fd, body)
@@ -100,7 +100,7 @@ class Channel:
 
 def js_string(text: str) -> str:
     """A JavaScript string literal for ``text`` (JSON's string syntax is JavaScript's)."""
-    return orjson.dumps(text).decode()
+    return dump_json(text).decode()
 
 
 def describe_compile_error(error: Exception, filename: str) -> dict[str, Any]:
@@ -159,7 +159,7 @@ class Sandbox:
         script = f"{prologue}__dcpHost.setWorkFunction(({job['workFunction']}\n));\n//# sourceURL={filename}"
         try:
             self.racer.eval(script)
-            self.racer.eval(f"__dcpHost.configure({js_string(orjson.dumps(job['config']).decode())})")
+            self.racer.eval(f"__dcpHost.configure({js_string(dump_json(job['config']).decode())})")
         except JSEvalException as error:
             return describe_compile_error(error, filename)
         return None

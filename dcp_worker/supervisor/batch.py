@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from dcp_worker.json_dump import dump_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,5 +28,5 @@ class SliceBatch:
         """The batch as runtime.js's runBatch reads it."""
         data = list(self.data)
         if isinstance(self.numbers, range) and self.numbers.step == 1:
-            return orjson.dumps({"first": self.numbers.start, "data": data})
-        return orjson.dumps({"numbers": list(self.numbers), "data": data})
+            return dump_json({"first": self.numbers.start, "data": data})
+        return dump_json({"numbers": list(self.numbers), "data": data})

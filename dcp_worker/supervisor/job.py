@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+from dcp_worker.json_dump import dump_json
 
 # What a sandbox here runs: JavaScript work functions, as DCP's map-basic worktime does.
 WORKTIMES = ({"name": "map-basic", "version": "1.0.0"},)
@@ -32,7 +32,7 @@ class JobSpec:
     strict: bool = True
 
     def assign_message(self) -> bytes:
-        return orjson.dumps(
+        return dump_json(
             {
                 "op": "assign",
                 "job": {
