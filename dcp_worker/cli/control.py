@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,11 @@ SocketOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the worker's status as JSON.")]
 
 
-def _show(status: dict[str, Any], as_json: bool) -> None:
+def _ask(command: str, socket: Path | None, as_json: bool) -> None:
+    """Send ``command`` to the running worker and show its answer, its status."""
+    from dcp_worker.governor.control import request  # the governor package, only when asked
+
+    status = request(command, socket)
     if as_json:
         typer.echo(json.dumps(status, indent=2, sort_keys=True))
         return
@@ -41,20 +45,14 @@ def _show(status: dict[str, Any], as_json: bool) -> None:
 
 def pause(socket: SocketOption = None, as_json: JsonOption = False) -> None:
     """Pause the running worker: no new work, its sandboxes stopped, until `dcp-worker resume`."""
-    from dcp_worker.governor.control import request
-
-    _show(request("pause", socket), as_json)
+    _ask("pause", socket, as_json)
 
 
 def resume(socket: SocketOption = None, as_json: JsonOption = False) -> None:
     """Resume a worker paused by `dcp-worker pause` (its other conditions still apply)."""
-    from dcp_worker.governor.control import request
-
-    _show(request("resume", socket), as_json)
+    _ask("resume", socket, as_json)
 
 
 def status(socket: SocketOption = None, as_json: JsonOption = False) -> None:
     """Print the running worker's state: paused or not and why, its slices and sandboxes."""
-    from dcp_worker.governor.control import request
-
-    _show(request("status", socket), as_json)
+    _ask("status", socket, as_json)
