@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cli_run import isolated_environment
+from node_process import reap
 from official_worker import check_readable, ensure_unprivileged_user
 
 from dcp_worker import kvin
@@ -283,11 +284,7 @@ class PortEvaluator:
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            reap(self.proc)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         if self._scratch is not None:

@@ -1,4 +1,4 @@
-"""Ending the node processes the tests talk to. Not a test module."""
+"""Ending the processes the tests talk to (node peers, evaluators). Not a test module."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 
 def reap(proc: subprocess.Popen[Any], grace_seconds: float = 10) -> None:
-    """Wait for ``proc`` (whose stdin the caller has closed, so node exits by itself); kill it
-    past ``grace_seconds``."""
+    """Wait for ``proc``, told to end (its stdin closed, or a SIGTERM); kill it past
+    ``grace_seconds``."""
     try:
         proc.wait(timeout=grace_seconds)
     except subprocess.TimeoutExpired:
