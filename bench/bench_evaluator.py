@@ -105,7 +105,7 @@ def measure(command_of: Callable[[], Sequence[str]], starts: int, slices: int) -
     return statistics.median(times), per_slice
 
 
-def in_process_call_seconds(count: int) -> float:
+async def in_process_call_seconds(count: int) -> float:
     from dcp_worker.sandbox.host import Sandbox, load_v8
 
     sandbox = Sandbox(0, load_v8(0))
@@ -113,10 +113,10 @@ def in_process_call_seconds(count: int) -> float:
         job = JobSpec(TRIVIAL).assign_message()
         assert sandbox.assign(orjson.loads(job)["job"]) is None
         for datum in range(WARM_UP_SLICES):
-            sandbox.run(orjson.dumps({"first": datum, "data": [datum]}).decode())
+            await sandbox.run(orjson.dumps({"first": datum, "data": [datum]}).decode())
         began = time.perf_counter()
         for datum in range(count):
-            sandbox.run(orjson.dumps({"first": datum, "data": [datum]}).decode())
+            await sandbox.run(orjson.dumps({"first": datum, "data": [datum]}).decode())
         return (time.perf_counter() - began) / count
     finally:
         sandbox.close()
@@ -163,7 +163,7 @@ def port_connection_to_assigned(connections: int) -> float:
 
 
 def breakdown(slices: int) -> None:
-    call = in_process_call_seconds(slices)
+    call = asyncio.run(in_process_call_seconds(slices))
     host_start, round_trip = asyncio.run(host_round_trip(slices))
     imports = command_line_import_seconds()
     print("\nwhere our time goes (per slice, then start-up):")

@@ -38,6 +38,7 @@ This module imports nothing from the rest of the package but ``json_dump``, ``js
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import sys
@@ -125,11 +126,17 @@ def load_v8(memory_mb: int) -> list[tuple[str, str]]:
 
 
 class Sandbox:
-    """A mini-racer isolate loaded with the DCP runtime and one job."""
+    """A mini-racer isolate loaded with the DCP runtime and one job.
+
+    Make it, and call it, in a running asyncio loop: mini-racer then answers on the calling thread
+    rather than through an event-loop thread of its own, two thread switches fewer a call (on a
+    quiet machine, ~80 µs a call rather than ~300 µs); only a promise needs the loop.
+    """
 
     def __init__(self, memory_mb: int, runtime: Sequence[tuple[str, str]]) -> None:
         from py_mini_racer import MiniRacer
 
+        asyncio.get_running_loop()  # raises at once if there is none, where mini-racer would start one
         self.racer = MiniRacer()
         for script, source in runtime:
             self.racer.eval(f"{source}\n//# sourceURL=dcp-{script}")
@@ -164,9 +171,9 @@ class Sandbox:
             return describe_compile_error(error, filename)
         return None
 
-    def run(self, slices_json: str) -> str:
+    async def run(self, slices_json: str) -> str:
         """Run a batch, given as JSON text; return the runtime's report, as JSON text."""
-        return self._call_runtime("runBatch", slices_json, "a report")
+        return await self._call_runtime("runBatch", slices_json, "a report")
 
     def open_live(self, mode: LiveMode) -> LiveRings:
         """Have the runtime report live (and fetch, when supervised) through rings; the host's
@@ -177,17 +184,17 @@ class Sandbox:
             raise TypeError(f"runtime returned {type(memory).__name__}, not a SharedArrayBuffer")
         return LiveRings(memory)
 
-    def evaluate(self, code: str) -> str:
+    async def evaluate(self, code: str) -> str:
         """Evaluate ``code`` as a global script; return the runtime's JSON verdict on it."""
-        return self._call_runtime("evaluate", code, "a verdict")
+        return await self._call_runtime("evaluate", code, "a verdict")
 
-    def _call_runtime(self, function: str, text: str, answer: str) -> str:
+    async def _call_runtime(self, function: str, text: str, answer: str) -> str:
         """``__dcpHost[function](text)``, its promise awaited; its answer is JSON text."""
         from py_mini_racer import JSPromise
 
         outcome = self.racer.eval(f"__dcpHost.{function}({js_string(text)})")
         if isinstance(outcome, JSPromise):
-            outcome = outcome.get()
+            outcome = await outcome
         if not isinstance(outcome, str):
             raise TypeError(f"runtime returned {type(outcome).__name__}, not {answer}")
         return outcome
@@ -196,7 +203,7 @@ class Sandbox:
         self.racer.close()
 
 
-def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None, live: LivePoller | None) -> None:
+async def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None, live: LivePoller | None) -> None:
     from py_mini_racer import JSOOMException
 
     while True:
@@ -210,7 +217,7 @@ def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None, live: LiveP
             if live is not None:
                 live.begin()
             try:
-                report = sandbox.run(batch)
+                report = await sandbox.run(batch)
             except JSOOMException as error:
                 channel.send({"op": "fatal", "kind": "memory", "message": str(error)})
                 return
@@ -225,7 +232,7 @@ def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None, live: LiveP
             channel.send({"op": "assigned"} if problem is None else {"op": "assignError", "error": problem})
         elif op == "eval":
             try:
-                verdict = sandbox.evaluate(message["code"])
+                verdict = await sandbox.evaluate(message["code"])
             except JSOOMException as error:
                 channel.send({"op": "fatal", "kind": "memory", "message": str(error)})
                 return
@@ -254,6 +261,19 @@ def main(argv: list[str] | None = None) -> None:
     if options.lockdown != Mode.OFF:
         lockdown = Lockdown(keep=(channel.read_fd, channel.write_fd, status.fd), without=options.test_without)
         lockdown.before_threads()
+    # Made after before_threads closed every other descriptor, since the loop has descriptors too.
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(host(options, channel, status, runtime, prober, lockdown))
+
+
+async def host(
+    options: argparse.Namespace,
+    channel: Channel,
+    status: limits.StatusFile,
+    runtime: Sequence[tuple[str, str]],
+    prober: Prober | None,
+    lockdown: Lockdown | None,
+) -> None:
     sandbox = Sandbox(options.memory_mb, runtime)
     try:
         # Their threads start before the memory cap is measured and the walls rise.
@@ -269,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
             if options.lockdown == Mode.REQUIRED and not report.complete:
                 channel.send({"op": "fatal", "kind": "lockdown", "message": report.summary()})
                 return
-        serve(channel, sandbox, prober, live)
+        await serve(channel, sandbox, prober, live)
     finally:
         sandbox.close()
         sys.stderr.flush()
