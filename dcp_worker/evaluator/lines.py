@@ -72,11 +72,15 @@ class LineChannel:
     def _write(self, data: bytes) -> None:
         self._held.append(data)
 
-    async def drain(self) -> None:
-        """Write the lines held, and wait while the peer is not reading."""
+    def flush(self) -> None:
+        """Write the lines held (into the transport's buffer when the peer is not reading)."""
         held, self._held = self._held, []
         if held and not self._writer.is_closing():
             self._writer.write(b"".join(held))
+
+    async def drain(self) -> None:
+        """Write the lines held, and wait while the peer is not reading."""
+        self.flush()
         with contextlib.suppress(ConnectionError):
             await self._writer.drain()
 

@@ -41,6 +41,8 @@ class SliceReport:
     """What one slice did, in the order the protocol reports it."""
 
     seconds: float
+    # Live reports (see run_slice's on_live) the host had not sent when the slice ended.
+    live: list[LiveReport] = field(default_factory=list)
     progress_calls: int = 0
     console: list[tuple[str, str]] = field(default_factory=list)
     events: list[tuple[str, Any]] = field(default_factory=list)
@@ -76,14 +78,17 @@ def _js_error(described: dict[str, Any]) -> JSError:
     )
 
 
-def slice_report(report: dict[str, Any], seconds: float) -> SliceReport:
+def slice_report(report: dict[str, Any], seconds: float, live: list[LiveReport]) -> SliceReport:
     """A one-slice batch report from the runtime (see ``newReport`` in runtime.js) as a SliceReport."""
     value = report["values"][0]
     if value is not None or not report["details"]:
-        return SliceReport(seconds, progress_calls=1, value=from_json(value) if report["tagged"] else value)
+        return SliceReport(
+            seconds, live, progress_calls=1, value=from_json(value) if report["tagged"] else value
+        )
     details = report["details"][0]
     outcome = SliceReport(
         seconds,
+        live,
         progress_calls=int(details.get("progress", 0)),
         console=[(str(level), str(text)) for level, text in details.get("console", ())],
         events=[(str(name), from_json(payload)) for name, payload in details.get("events", ())],
@@ -145,17 +150,17 @@ class EvaluatorSandbox:
         self, datum_json: Any, on_live: Callable[[list[LiveReport]], Awaitable[None]]
     ) -> SliceReport:
         """Run the work function on one datum (tagged JSON); no timeout, as DCP's supervisor keeps
-        time. What the slice reports while it runs goes to ``on_live``; the SliceReport has the rest."""
+        time. What the slice reports while it runs goes to ``on_live``; the SliceReport has the rest
+        (so that it leaves with the slice's end, in one write)."""
         self._slices += 1
         started = time.perf_counter()
         self._host.send_batch(dump_json({"first": self._slices, "data": [datum_json]}))
         try:
-            report = (await self._host.receive(None, lambda records: on_live(live_reports(records))))[
-                "results"
-            ]
+            answer = await self._host.receive(None, lambda records: on_live(live_reports(records)))
         except (HostDied, LockdownError) as died:
             raise SandboxLost(str(died)) from None
-        return slice_report(report, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return slice_report(answer["results"], seconds, live_reports(answer.get("live", [])))
 
     def deliver_fetch(self, fetch_id: int, answer: FetchAnswer) -> None:
         """The supervisor's answer to the slice's ``fetch`` ``fetch_id``, for it to resume with."""

@@ -44,7 +44,8 @@ RING_JOB = 2
 RING_WORK = 3
 ACK = {"type": "result", "step": "workerMessage", "success": True, "origin": "workerMessage"}
 # Requests answered without the sandbox, whose acks leave with their answers.
-INSTANT_REQUESTS = frozenset({"resetState", "applyRequirements"})
+# How long a request's ack may wait for the request's answer to leave with it.
+ACK_HOLD_SECONDS = 0.01
 NOT_ASSIGNED = "this sandbox has no job: 'main' arrived before 'assign'"
 
 
@@ -247,18 +248,20 @@ class EvaluatorSession:
                 return
             handler = handlers.get(request.get("request"))  # type: ignore[arg-type]
             self._handling = True
+            # The ack leaves with the answer, or on its own if the answer takes a while: each
+            # write wakes the supervisor, and most answers (a slice's end) come within the hold.
+            send_ack = asyncio.get_running_loop().call_later(ACK_HOLD_SECONDS, self._channel.flush)
             try:
                 if handler is None:
                     self._channel.send_log(f"ignored request {request.get('request')!r}")
                 else:
-                    if request.get("request") not in INSTANT_REQUESTS:
-                        await self._channel.drain()  # the ack, before what may take a while
                     await handler(request)
             except SandboxLost as lost:
                 self._channel.send_log(f"sandbox lost: {lost}")
                 self._end(f"sandbox lost: {lost}")
                 return
             finally:
+                send_ack.cancel()
                 self._handling = False
             await self._channel.drain()
 
@@ -408,6 +411,10 @@ class EvaluatorSession:
     async def _post_live(self, reports: list[LiveReport]) -> None:
         """What a slice reports while it runs, sent on at once (and waited for while the
         supervisor does not read: the sandbox then keeps its reports for the slice's end)."""
+        self._post_reports(reports)
+        await self._channel.drain()
+
+    def _post_reports(self, reports: list[LiveReport]) -> None:
         for report in reports:
             if isinstance(report, LiveConsole):
                 self._post_console(report.level, report.text)
@@ -430,7 +437,6 @@ class EvaluatorSession:
                 self._post_progress(
                     self._last_percent or 0, report.value, not (advanced or repeated), report.calls
                 )
-        await self._channel.drain()
 
     def _post_fetch_request(self, fetch: LiveFetch) -> None:
         """As DCP's sandbox asks: the supervisor checks the origin, fetches and answers."""
@@ -452,6 +458,7 @@ class EvaluatorSession:
 
     def _stream_slice(self, report: SliceReport) -> None:
         """The end of a slice: what it reported that did not go live, then its outcome."""
+        self._post_reports(report.live)
         for level, text in report.console:
             self._post_console(level, text)
         for name, data in report.events:

@@ -17,10 +17,11 @@ A report is built by ``runtime.js`` (see ``newReport`` there). When the isolate'
 is hit, the host answers {"op": "fatal", "kind": "memory", "message": ...} and exits. A host
 started with ``--live MODE`` also sends {"op": "live", "records": [...]} while a batch runs: the
 console lines and events (with ``supervised``, progress and fetch requests too) its slices make
-as they happen (see ``live``), which its report then leaves out. The supervisor answers a fetch
-request with {"op": "fetched", "id": n, "ok": true, "response": {url, status, statusText,
-headers, body}} (body in base64, or null) or {"op": "fetched", "id": n, "ok": false, "error":
-{name, message, code?}}, at any time.
+as they happen (see ``live``), which its report then leaves out; those not sent yet when the
+batch ends come with its answer, as {"op": "results", "live": [...], "results": report}. The
+supervisor answers a fetch request with {"op": "fetched", "id": n, "ok": true, "response": {url,
+status, statusText, headers, body}} (body in base64, or null) or {"op": "fetched", "id": n,
+"ok": false, "error": {name, message, code?}}, at any time.
 
 Before it reads the first message, a host locks itself down (see ``lockdown``): once V8 is
 loaded and before it receives any job, it can compute and answer on its channel, nothing else.
@@ -203,6 +204,12 @@ class Sandbox:
         self.racer.close()
 
 
+def results_frame(report: str, live_records: list[bytes]) -> bytes:
+    """The answer to a run, with the live records the poller had not sent yet (one write, not two)."""
+    live = b'"live":[' + b",".join(live_records) + b"]," if live_records else b""
+    return b'{"op":"results",' + live + b'"results":' + report.encode() + b"}"
+
+
 async def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None, live: LivePoller | None) -> None:
     from py_mini_racer import JSOOMException
 
@@ -222,11 +229,10 @@ async def serve(channel: Channel, sandbox: Sandbox, prober: Prober | None, live:
                 channel.send({"op": "fatal", "kind": "memory", "message": str(error)})
                 return
             finally:
-                if live is not None:
-                    live.end()
+                unsent = live.end() if live is not None else []
             if prober is not None:
                 prober.after_batch(sandbox.racer)
-            channel.send_raw(b'{"op":"results","results":' + report.encode() + b"}")
+            channel.send_raw(results_frame(report, unsent))
         elif op == "assign":
             problem = sandbox.assign(message["job"])
             channel.send({"op": "assigned"} if problem is None else {"op": "assignError", "error": problem})

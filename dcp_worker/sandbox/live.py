@@ -9,8 +9,8 @@ reads the other, into which the thread that reads the host's channel writes the 
 ``{"op": "fetched", ...}`` answers, as they come.
 
 These threads are started before the host locks itself down (no thread can start after). The
-poller writes to the channel only while a run is on: ``end`` drains the ring a last time and
-returns with the thread silent, so the run's answer always comes after its live reports.
+poller writes to the channel only while a run is on: ``end`` takes what is left in the ring for
+the run's answer and returns with the thread silent, so no report comes after that answer.
 """
 
 from __future__ import annotations
@@ -103,11 +103,12 @@ class LivePoller:
     def begin(self) -> None:
         self._running.set()
 
-    def end(self) -> None:
-        """Forward what is left; the thread writes nothing more until the next ``begin``."""
+    def end(self) -> list[bytes]:
+        """The records not forwarded yet, for the run's answer to carry; the thread writes
+        nothing more until the next ``begin``."""
         with self._lock:
             self._running.clear()
-            self._forward()
+            return self._rings.take()
 
     def _loop(self) -> None:
         while True:

@@ -118,12 +118,12 @@ class SandboxHost:
         while line := await stream.readline():
             self._stderr_tail.append(line.decode("utf-8", "replace").rstrip())
 
-    def send(self, body: bytes) -> None:
-        """Queue a message for the host. Not awaited: the host reads it when it is ready, and
-        waiting here while the host writes a large answer nobody reads would deadlock."""
+    def send(self, *bodies: bytes) -> None:
+        """Queue messages for the host, in one write. Not awaited: the host reads them when it is
+        ready, and waiting here while the host writes a large answer nobody reads would deadlock."""
         stdin = self._process.stdin
         assert stdin is not None
-        stdin.write(encode_frame(body))
+        stdin.write(b"".join(map(encode_frame, bodies)))
 
     async def receive(self, timeout: float | None, on_live: LiveHandler | None = None) -> dict[str, Any]:
         """The host's next message; kills the host if it takes longer than ``timeout`` seconds.
@@ -163,13 +163,15 @@ class SandboxHost:
     def send_batch(self, batch_json: bytes) -> None:
         """Queue a batch (see SliceBatch.to_json): a header, then the batch as a frame of its
         own, which the host hands to the isolate without parsing it."""
-        self.send(b'{"op":"run"}')
-        self.send(batch_json)
+        self.send(b'{"op":"run"}', batch_json)
 
     async def batch_report(self, timeout: float, on_live: LiveHandler | None = None) -> dict[str, Any]:
         """The report on the oldest batch sent and not yet answered (see runtime.js, newReport);
-        a live host's reports meanwhile go to ``on_live``."""
-        report: dict[str, Any] = (await self.receive(timeout, on_live))["results"]
+        a live host's reports meanwhile go to ``on_live``, and then those that came with it."""
+        answer = await self.receive(timeout, on_live)
+        if on_live is not None and "live" in answer:
+            await on_live(answer["live"])
+        report: dict[str, Any] = answer["results"]
         return report
 
     async def _death(self) -> HostDied:
