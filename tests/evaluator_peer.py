@@ -10,10 +10,12 @@ run as an unprivileged user when we are root, since it refuses root). ``PortEval
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
-import queue
+import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -23,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from cli_run import isolated_environment
 from node_process import reap
@@ -89,16 +91,36 @@ def parse_line(raw: bytes) -> Line:
 
 
 class LinePeer:
-    """The supervisor's end of an evaluator connection: requests out, tagged lines in."""
+    """The supervisor's end of an evaluator connection: requests out, tagged lines in.
 
-    def __init__(self) -> None:
-        self._lines: queue.Queue[bytes] = queue.Queue()
+    Lines are read on the caller's thread, as a supervisor's event loop reads them: a reader
+    thread would add a thread switch to every line, and the benchmark would time it."""
 
-    def _read_lines(self, stream: IO[bytes]) -> None:
-        with contextlib.suppress(ValueError, OSError):  # the stream closed under us by close()
-            for raw in stream:
-                self._lines.put(raw)
-        self._lines.put(b"")
+    def __init__(self, read_fd: int) -> None:
+        self._read_fd = read_fd
+        self._buffer = b""
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._eof = False
+
+    def _read_more(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for output, and split what came into lines."""
+        try:
+            ready, _, _ = select.select([self._read_fd], [], [], timeout)
+            if not ready:
+                raise TimeoutError(f"no line from the evaluator within {timeout} s")
+            chunk = os.read(self._read_fd, 1 << 20)
+        except BlockingIOError:  # a socket with a timeout is non-blocking: ready, then not
+            return
+        except (ValueError, OSError):  # closed under us by close()
+            chunk = b""
+        if not chunk:
+            self._eof = True
+            if self._buffer:
+                self._lines.append(self._buffer)
+            self._buffer = b""
+            return
+        *complete, self._buffer = (self._buffer + chunk).split(b"\n")
+        self._lines.extend(complete)
 
     def write_raw(self, data: bytes) -> None:
         raise NotImplementedError
@@ -111,11 +133,12 @@ class LinePeer:
 
     def line(self, timeout: float = 30.0) -> Line:
         """The next line; ("EOF", "") when the evaluator closed its output."""
-        try:
-            raw = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no line from the evaluator within {timeout} s") from None
-        return ("EOF", "") if raw == b"" else parse_line(raw)
+        deadline = time.monotonic() + timeout
+        while not self._lines:
+            if self._eof:
+                return ("EOF", "")
+            self._read_more(max(0.0, deadline - time.monotonic()))
+        return parse_line(self._lines.popleft())
 
     def message(self, timeout: float = 30.0) -> Any:
         """The next ``MSG:`` line's JSON, skipping ``LOG:`` lines."""
@@ -148,7 +171,6 @@ class StdioEvaluator(LinePeer):
     """An evaluator process on our end of its stdin/stdout. Use as a context manager."""
 
     def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
-        super().__init__()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             list(command),
@@ -160,7 +182,7 @@ class StdioEvaluator(LinePeer):
         )
         self.stderr = b""
         assert self.proc.stdout is not None
-        threading.Thread(target=self._read_lines, args=(self.proc.stdout,), daemon=True).start()
+        super().__init__(self.proc.stdout.fileno())
         threading.Thread(target=self._drain_stderr, daemon=True).start()
 
     def _drain_stderr(self) -> None:
@@ -192,10 +214,9 @@ class SocketPeer(LinePeer):
     """A TCP connection to an evaluator, as dcp-client's StandaloneWorker opens one."""
 
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        super().__init__()
         self.socket = socket.create_connection((host, port), timeout=30)
         self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=self._read_lines, args=(self.socket.makefile("rb"),), daemon=True).start()
+        super().__init__(self.socket.fileno())
 
     def write_raw(self, data: bytes) -> None:
         self.socket.sendall(data)
