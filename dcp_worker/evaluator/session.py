@@ -43,7 +43,6 @@ RING_REQUIREMENTS = 1
 RING_JOB = 2
 RING_WORK = 3
 ACK = {"type": "result", "step": "workerMessage", "success": True, "origin": "workerMessage"}
-# Requests answered without the sandbox, whose acks leave with their answers.
 # How long a request's ack may wait for the request's answer to leave with it.
 ACK_HOLD_SECONDS = 0.01
 NOT_ASSIGNED = "this sandbox has no job: 'main' arrived before 'assign'"
