@@ -19,8 +19,10 @@ import subprocess
 import sys
 import time
 
-from dcp_worker.governor import Decision, Governor, GovernorSettings, Throttler
+from dcp_worker.governor.governor import Decision, Governor
 from dcp_worker.governor.proc import process_stat
+from dcp_worker.governor.settings import GovernorSettings
+from dcp_worker.governor.throttle import Throttler
 
 TICKS = os.sysconf("SC_CLK_TCK")
 BURN = "while True: pass"

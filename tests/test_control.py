@@ -22,17 +22,17 @@ import pytest
 from cli_run import isolated_environment, one_line_error, run_cli
 
 from dcp_worker.errors import ControlError
-from dcp_worker.governor import (
+from dcp_worker.governor.control import (
+    MAX_CLIENTS,
+    MAX_LINE_BYTES,
     ControlHandlers,
-    Decision,
-    Governor,
-    GovernorSettings,
+    control_socket_path,
     governor_handlers,
     request,
     serve_control,
 )
-from dcp_worker.governor.control import MAX_CLIENTS, MAX_LINE_BYTES, control_socket_path
-from dcp_worker.governor.governor import MANUAL_PAUSE
+from dcp_worker.governor.governor import MANUAL_PAUSE, Decision, Governor
+from dcp_worker.governor.settings import GovernorSettings
 
 NOBODY = 65534
 

@@ -19,18 +19,8 @@ from pathlib import Path
 import pytest
 
 from dcp_worker.errors import UsageError
-from dcp_worker.governor import (
-    OPTION_FIELDS,
-    OPTION_HELP,
-    Decision,
-    Governor,
-    GovernorSettings,
-    Sources,
-    Throttler,
-    parse_hours,
-)
 from dcp_worker.governor.activity import Idle, X11Idle, terminal_idle
-from dcp_worker.governor.governor import MANUAL_PAUSE
+from dcp_worker.governor.governor import MANUAL_PAUSE, Decision, Governor, Sources
 from dcp_worker.governor.power import on_battery
 from dcp_worker.governor.proc import (
     CpuSample,
@@ -41,6 +31,8 @@ from dcp_worker.governor.proc import (
     read_cpu,
     read_memory,
 )
+from dcp_worker.governor.settings import OPTION_FIELDS, OPTION_HELP, GovernorSettings, parse_hours
+from dcp_worker.governor.throttle import Throttler
 
 MIB = 1024 * 1024
 TICKS = os.sysconf("SC_CLK_TCK")

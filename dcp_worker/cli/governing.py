@@ -11,14 +11,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from dcp_worker.errors import ControlError
-from dcp_worker.governor import (
-    Decision,
-    Governor,
-    GovernorSettings,
-    Throttler,
-    governor_handlers,
-    serve_control,
-)
+from dcp_worker.governor.control import governor_handlers, serve_control
+from dcp_worker.governor.governor import Decision, Governor
+from dcp_worker.governor.settings import GovernorSettings
+from dcp_worker.governor.throttle import Throttler
 
 __all__ = ["Governed", "governing"]
 
