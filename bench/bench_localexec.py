@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from dcp_worker.localexec import run
-from dcp_worker.localexec.runner import DEFAULT_MEMORY_MB, DEFAULT_SLICE_TIMEOUT_SECONDS
+from dcp_worker.sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLICE_TIMEOUT_SECONDS
 from dcp_worker.supervisor.batch import SliceBatch
 from dcp_worker.supervisor.host_process import SandboxHost
 from dcp_worker.supervisor.job import JobSpec

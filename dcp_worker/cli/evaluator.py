@@ -13,7 +13,7 @@ import typer
 
 from dcp_worker.cli.sandbox_options import MemoryOption, RequireLockdownOption
 from dcp_worker.errors import UsageError
-from dcp_worker.localexec.runner import DEFAULT_MEMORY_MB
+from dcp_worker.sandbox.limits import DEFAULT_MEMORY_MB
 
 if TYPE_CHECKING:
     from dcp_worker.evaluator.server import EvaluatorServer

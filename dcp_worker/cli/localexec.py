@@ -10,24 +10,9 @@ from typing import Annotated
 
 import typer
 
-from dcp_worker.cli.display import SliceDisplay
 from dcp_worker.cli.sandbox_options import MemoryOption, RequireLockdownOption
 from dcp_worker.errors import UsageError
-from dcp_worker.localexec.inputs import parse_module, parse_range, read_arguments, read_inputs, read_text
-from dcp_worker.localexec.output import ResultWriter, result_stream
-from dcp_worker.localexec.runner import (
-    DEFAULT_MEMORY_MB,
-    DEFAULT_SLICE_TIMEOUT_SECONDS,
-    OptionNames,
-    run_slices,
-    sandbox_count,
-    sandbox_limits,
-)
-from dcp_worker.supervisor.job import JobSpec
-from dcp_worker.supervisor.lockdown import check_lockdown
-from dcp_worker.supervisor.outcomes import BatchOutcome
-
-OPTION_NAMES = OptionNames(cores="--cores", slice_timeout="--slice-timeout", memory_mb="--memory")
+from dcp_worker.sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLICE_TIMEOUT_SECONDS
 
 
 class OutputFormat(StrEnum):
@@ -105,11 +90,21 @@ def localexec(
 
     Exit status: 0 when every slice succeeded, 1 when any failed, 2 for bad usage or input.
     """
+    # Imported here, so that the other commands start without localexec's machinery.
+    from dcp_worker.cli.display import SliceDisplay
+    from dcp_worker.localexec.inputs import parse_module, parse_range, read_arguments, read_inputs, read_text
+    from dcp_worker.localexec.output import ResultWriter, result_stream
+    from dcp_worker.localexec.runner import OptionNames, run_slices, sandbox_count, sandbox_limits
+    from dcp_worker.supervisor.job import JobSpec
+    from dcp_worker.supervisor.lockdown import check_lockdown
+    from dcp_worker.supervisor.outcomes import BatchOutcome
+
+    option_names = OptionNames(cores="--cores", slice_timeout="--slice-timeout", memory_mb="--memory")
     if (input_file is None) == (range_spec is None):
         raise UsageError("give either INPUT_FILE or --range START:END[:STEP], not both or neither")
     inputs = read_inputs(input_file) if input_file is not None else parse_range(range_spec or "")
-    sandboxes = sandbox_count(cores, OPTION_NAMES)
-    limits = sandbox_limits(slice_timeout, memory, OPTION_NAMES, require_lockdown=require_lockdown)
+    sandboxes = sandbox_count(cores, option_names)
+    limits = sandbox_limits(slice_timeout, memory, option_names, require_lockdown=require_lockdown)
     modules = dict(parse_module(spec) for spec in requires or ())
     job = JobSpec(
         work_function=read_text(work_function_file, "work function file"),

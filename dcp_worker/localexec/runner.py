@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dcp_worker.errors import UsageError
+from dcp_worker.sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLICE_TIMEOUT_SECONDS
 from dcp_worker.supervisor.job import JobSpec
 from dcp_worker.supervisor.live_reports import LiveReport
 from dcp_worker.supervisor.outcomes import OutcomesHandler
 from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool
 
-DEFAULT_SLICE_TIMEOUT_SECONDS = 300.0
-DEFAULT_MEMORY_MB = 1024
 MINIMUM_MEMORY_MB = 16
 
 

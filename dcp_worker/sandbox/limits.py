@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import resource
 
+# A sandbox's limits unless told otherwise (localexec and the evaluator; the worker has its own).
+DEFAULT_MEMORY_MB = 1024
+DEFAULT_SLICE_TIMEOUT_SECONDS = 300.0
 WASM_PAGE_BYTES = 64 << 10
 # Room beyond the job's cap for V8's own bookkeeping, so that a job exhausting the cap with
 # ArrayBuffers gets a catchable RangeError rather than starving the heap.
