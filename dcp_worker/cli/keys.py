@@ -1,4 +1,6 @@
-"""``dcp-worker keys``: make and read DCP keystores (the files dcp-client keeps in ~/.dcp)."""
+"""``dcp-worker keys``: make and read DCP keystores (the files dcp-client keeps in ~/.dcp).
+
+The keystore's cryptography is imported by the commands that use it, so that others start without it."""
 
 from __future__ import annotations
 
@@ -9,14 +11,7 @@ from typing import Annotated
 
 import typer
 
-from dcp_worker.protocol.identity import Identity
-from dcp_worker.protocol.keystore import (
-    IDENTITY_KEYSTORE,
-    PASSPHRASE_VARIABLE,
-    Keystore,
-    passphrases,
-    resource_dir,
-)
+from dcp_worker.protocol.dcp_home import IDENTITY_KEYSTORE, PASSPHRASE_VARIABLE, resource_dir
 
 keys = typer.Typer(
     name="keys",
@@ -52,6 +47,9 @@ def new(
     The passphrase is the first one found of --passphrase-file and $DCP_WORKER_PASSPHRASE;
     with neither, it is empty, as dcp-client's own keystores are.
     """
+    from dcp_worker.protocol.identity import Identity
+    from dcp_worker.protocol.keystore import Keystore, passphrases
+
     path = out if out is not None else resource_dir() / IDENTITY_KEYSTORE
     passphrase = next(passphrases(passphrase_file), "")
     keystore = Keystore.create(Identity.generate(), passphrase, label)
@@ -69,6 +67,8 @@ def show(
     Tries the empty passphrase, then --passphrase-file, $DCP_WORKER_PASSPHRASE, and a prompt
     when the terminal can answer one.
     """
+    from dcp_worker.protocol.keystore import Keystore, passphrases
+
     prompt = _prompt if sys.stdin.isatty() else None
     identity = Keystore.load(keystore_file).unlock_with(passphrases(passphrase_file, prompt))
     typer.echo(identity.address)

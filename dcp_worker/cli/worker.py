@@ -31,18 +31,12 @@ from dcp_worker.errors import (
     WorkerStartError,
 )
 from dcp_worker.governor.settings import OPTION_HELP as GOVERNOR_HELP
-from dcp_worker.protocol.identity import Identity
-from dcp_worker.protocol.keystore import (
-    IDENTITY_KEYSTORE,
-    PAYMENT_KEYSTORE,
-    Keystore,
-    passphrases,
-    resource_dir,
-)
+from dcp_worker.protocol.dcp_home import IDENTITY_KEYSTORE, PAYMENT_KEYSTORE, resource_dir
 from dcp_worker.worker.config import WorkerConfig, load_config
 
 if TYPE_CHECKING:
     from dcp_worker.cli.dashboard import Dashboard
+    from dcp_worker.protocol.identity import Identity
     from dcp_worker.worker.runner import WorkerRun
 
 log = logging.getLogger("dcp_worker")
@@ -321,6 +315,9 @@ def _show(config: WorkerConfig, name: str) -> None:
 
 
 def load_identity(config: WorkerConfig) -> Identity:
+    from dcp_worker.protocol.identity import Identity
+    from dcp_worker.protocol.keystore import Keystore, passphrases
+
     if config.identity_key:
         return Identity.from_hex(config.identity_key)
     prompt = (lambda: getpass.getpass("Identity keystore passphrase: ")) if sys.stdin.isatty() else None
@@ -336,6 +333,8 @@ def load_identity(config: WorkerConfig) -> Identity:
 
 
 def payment_address(config: WorkerConfig) -> str:
+    from dcp_worker.protocol.keystore import Keystore
+
     if config.payment_address:
         return config.payment_address
     path = resource_dir() / PAYMENT_KEYSTORE

@@ -30,7 +30,7 @@ from typing import Any
 
 from dcp_worker.errors import ControlError
 from dcp_worker.governor.governor import Governor
-from dcp_worker.protocol.keystore import resource_dir
+from dcp_worker.protocol.dcp_home import resource_dir
 
 __all__ = [
     "COMMANDS",

@@ -18,33 +18,15 @@ from typing import Any
 from dcp_worker.errors import IdentityError, KeystoreError, PassphraseError
 from dcp_worker.json_parse import parse_json
 from dcp_worker.protocol import key_file
+from dcp_worker.protocol.dcp_home import PASSPHRASE_VARIABLE
 from dcp_worker.protocol.identity import Identity, checksum_address
 from dcp_worker.protocol.private_file import write_private
 
-__all__ = [
-    "IDENTITY_KEYSTORE",
-    "PASSPHRASE_VARIABLE",
-    "PAYMENT_KEYSTORE",
-    "Keystore",
-    "passphrases",
-    "resource_dir",
-]
+__all__ = ["Keystore", "passphrases"]
 
-IDENTITY_KEYSTORE = "id.keystore"
-PAYMENT_KEYSTORE = "default.keystore"
-PASSPHRASE_VARIABLE = "DCP_WORKER_PASSPHRASE"
 # dcp-client writes new keystores with scrypt n=1024 (fast to unlock; the key is a worker's).
 SCRYPT_N = 1024
 _SALT_BYTES = 32
-
-
-def resource_dir() -> Path:
-    """Where DCP keeps keystores: ``$DCP_RESOURCE_DIR``, else ``$XDG_DATA_HOME/dcp``, else ``~/.dcp``."""
-    if explicit := os.environ.get("DCP_RESOURCE_DIR"):
-        return Path(explicit)
-    if xdg := os.environ.get("XDG_DATA_HOME"):
-        return Path(xdg) / "dcp"
-    return Path.home() / ".dcp"
 
 
 class Keystore:

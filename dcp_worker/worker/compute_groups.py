@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dcp_worker.protocol.identity import personal_message_hash
-
 __all__ = ["PUBLIC_GROUP", "ComputeGroup", "eh1", "request_groups"]
 
 
 def eh1(text: str) -> str:
     """``eh1-`` and the hex keccak256 of the EIP-191 framing of ``text``."""
+    # keccak is loaded on first use: the command line reads this module for every command.
+    from dcp_worker.protocol.identity import personal_message_hash
+
     return "eh1-" + personal_message_hash(text.encode()).hex()
 
 

@@ -28,8 +28,7 @@ from typing import Any
 
 from dcp_worker.errors import IdentityError, UsageError
 from dcp_worker.governor.settings import OPTION_NAMES, GovernorSettings, parse_option
-from dcp_worker.protocol.identity import checksum_address
-from dcp_worker.protocol.keystore import resource_dir
+from dcp_worker.protocol.dcp_home import resource_dir
 from dcp_worker.worker.compute_groups import ComputeGroup
 
 __all__ = [
@@ -233,6 +232,8 @@ def _origin(value: object) -> str:
 
 
 def _address(value: object) -> str:
+    from dcp_worker.protocol.identity import checksum_address  # keccak, only when an address is given
+
     try:
         return checksum_address(_text(value))
     except IdentityError as error:
