@@ -33,12 +33,10 @@ PACKAGE = ROOT / "dcp_worker"
 COMPILED_TWIN_GLOB = "sandbox_ext/_kvin_codec*.so"
 
 # Imported by the dependencies but never reached by the worker: typer only uses rich for markup
-# and pretty tracebacks (both off), pydantic.v1 and the mypy plugins are for other programs.
+# and pretty tracebacks (both off).
 NOT_FOLLOWED = (
     "typer.rich_utils",
     "typer.testing",
-    "pydantic.v1",
-    "pydantic.mypy",
     "numpy",
     "pytest",
     "_pytest",
@@ -46,14 +44,13 @@ NOT_FOLLOWED = (
 )
 # Included as Python bytecode, as pip would install them, rather than compiled to C: the worker
 # spends its time in V8 and in these packages' own C extensions, and compiling their Python
-# (pydantic alone is a third of the C) would triple the build. Compiled to C: dcp_worker itself,
-# and mini-racer, pycryptodome and coincurve, which find their shared libraries by path.
+# would triple the build. Compiled to C: dcp_worker itself, and mini-racer, pycryptodome and
+# coincurve, which find their shared libraries by path.
 AS_BYTECODE = (
-    "aiohappyeyeballs", "aiohttp", "aiosignal", "annotated_doc", "annotated_types", "attr",
-    "bidict", "engineio", "frozenlist", "h11", "idna", "landlockpy", "markdown_it", "mdurl",
-    "multidict", "propcache", "pydantic", "pydantic_core", "pygments", "pyseccomp", "rich",
-    "shellingham", "simple_websocket", "socketio", "typer", "typing_extensions",
-    "typing_inspection", "wsproto", "yarl",
+    "aiohappyeyeballs", "aiohttp", "aiosignal", "annotated_doc", "attr", "bidict", "engineio",
+    "frozenlist", "h11", "idna", "landlockpy", "markdown_it", "mdurl", "multidict", "propcache",
+    "pygments", "pyseccomp", "rich", "shellingham", "simple_websocket", "socketio", "typer",
+    "typing_extensions", "wsproto", "yarl",
 )  # fmt: skip
 
 

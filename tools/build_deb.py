@@ -89,7 +89,7 @@ License: MIT
 Comment: /usr/bin/dcp-worker is a Nuitka onefile build. Besides this project it contains
  CPython 3.11 (PSF-2.0), V8 through mini-racer (BSD-3-Clause, MIT), the Python packages
  the worker depends on (aiohttp, coincurve/libsecp256k1, orjson, pycryptodome,
- python-socketio, typer, pydantic and their dependencies, each under its own licence) and
+ python-socketio, typer and their dependencies, each under its own licence) and
  Nuitka's runtime (AGPL-3.0 with the Nuitka Runtime Library Exception).
 """
 
