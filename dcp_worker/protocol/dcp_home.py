@@ -1,7 +1,7 @@
 """Where DCP keeps a worker's files, and what it names them.
 
-Apart from ``keystore`` so that the command line can name them in its help, and find its own
-files, without loading any cryptography.
+Kept apart from ``keystore``, so that the command line can name these in its help, and find its
+own files, without loading any cryptography.
 """
 
 from __future__ import annotations
