@@ -128,7 +128,8 @@ class SandboxHost:
     async def receive(self, timeout: float | None, on_live: LiveHandler | None = None) -> dict[str, Any]:
         """The host's next message; kills the host if it takes longer than ``timeout`` seconds.
         A live host's reports of a running slice go to ``on_live`` as they come; while it is
-        busy with them, the host's next reports wait (in the end, for the slice's end)."""
+        busy with them, the host's next reports wait (in the end, for the slice's end). Those
+        still unsent when a batch ends stay in its answer, under ``"live"``, for the caller."""
         stdout = self._process.stdout
         assert stdout is not None
         try:
