@@ -13,6 +13,7 @@ from scheduler_double import SchedulerDouble
 from worker_process import PAYMENT, WorkerProcess, results
 
 from dcp_worker.worker.compute_groups import PUBLIC_GROUP, eh1
+from dcp_worker.worker.result_lanes import MAX_LANES
 
 SQUARE = "function (x) { progress(); return x * x; }"
 # About 0.3 s of work a slice, so that a signal finds slices running and slices queued.
@@ -31,6 +32,31 @@ def test_a_job_completes_with_every_slice_submitted_once(
     assert set(status["submissions"].values()) == {1}
     assert status["held"] == [] and status["pending"] == []
     assert "Worker has stopped: 30 slices submitted, 0 returned" in worker.output()
+    assert len(result_sessions(scheduler_double)) == 1  # too few results at once for a second lane
+
+
+def result_sessions(double: SchedulerDouble) -> set[str]:
+    """The sessions over which the double was sent results."""
+    return {
+        str(event["dcpsid"])
+        for event in double.events()
+        if event.get("event") == "request" and event.get("operation") == "result"
+    }
+
+
+def test_results_faster_than_one_session_answers_take_a_second_session(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    # Tasks of 200 trivial slices finish within milliseconds, far faster than one session's answers.
+    job = scheduler_double.add_job(SQUARE, list(range(1, 601)), slices_per_task=200, delivery="data")
+    worker = start_worker(scheduler_double)
+    results(scheduler_double, job, 600)
+    worker.finish()
+    status = scheduler_double.job_status(job)
+    assert status["done"] == {n: n * n for n in range(1, 601)}
+    assert set(status["submissions"].values()) == {1}
+    assert len(result_sessions(scheduler_double)) == MAX_LANES
+    assert "Worker has stopped: 600 slices submitted, 0 returned" in worker.output()
 
 
 def test_data_uris_and_arguments(

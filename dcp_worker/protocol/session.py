@@ -174,6 +174,11 @@ class Session:
         await self.request("keepalive", int(self.now() * 1000))
 
     @property
+    def unanswered(self) -> int:
+        """How many of our requests wait for the peer's answer (sent or still queued)."""
+        return len(self._pending)
+
+    @property
     def idle_seconds(self) -> float:
         """Seconds since the peer last sent us anything."""
         return time.monotonic() - self._last_heard

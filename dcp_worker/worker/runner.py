@@ -1,6 +1,7 @@
 """The worker's main loop: ask for work, run it in sandboxes, submit results, return the rest.
 
-One session each to the task distributor, the result submitter and the event router. A fetch
+One session each to the task distributor and the event router, and one or two to the result
+submitter (``ResultLanes``: a second when results come faster than one session is answered). A fetch
 loop asks for a task whenever the worker holds fewer slices than twice its sandboxes; each job
 gets a sandbox pool of its own, kept warm while the job has slices (sandboxes are never shared
 between jobs). Every slice is held in the ``Ledger`` from the task that brings it until it is
@@ -45,6 +46,7 @@ from dcp_worker.worker.config import WorkerConfig
 from dcp_worker.worker.ledger import HeldSlice, Ledger
 from dcp_worker.worker.modules import ModuleFetcher
 from dcp_worker.worker.reports import NO_PROGRESS, Emit, error_result, failure_code, metrics, slice_emits
+from dcp_worker.worker.result_lanes import ResultLanes, result_lanes
 from dcp_worker.worker.services import Services, discover
 from dcp_worker.worker.status import JobActivity, WorkerStatus
 from dcp_worker.worker.task import (
@@ -115,6 +117,7 @@ class WorkerRun:
         self._modules: ModuleFetcher | None = None
         self._td: Session | None = None
         self._rs: Session | None = None
+        self._results: ResultLanes | None = None
         self._er: Session | None = None
         self._stopping = False
         self._policy: OriginPolicy | None = None
@@ -178,10 +181,11 @@ class WorkerRun:
         async with (
             open_session(services.task_distributor, self.identity, options=options) as td,
             open_session(services.result_submitter, self.identity, options=options) as rs,
+            result_lanes(rs, self.identity, options) as results,
             open_session(services.event_router, self.identity, options=options) as er,
             contextlib.AsyncExitStack() as package_manager,
         ):
-            self._td, self._rs, self._er = td, rs, er
+            self._td, self._rs, self._er, self._results = td, rs, er, results
             self._fetcher = ArtifactFetcher(policy, http)
             self._modules = ModuleFetcher(
                 services.package_manager, self.identity, options, self._fetcher, package_manager
@@ -546,7 +550,7 @@ class WorkerRun:
         return self._er.send_request("workEmit", body)
 
     async def _submit(self, job: JobMessage, held: HeldSlice, value: Any, seconds: float) -> None:
-        assert self._rs is not None
+        assert self._results is not None
         envelope = result_v2(value)
         measured = metrics(seconds, held.in_size, len(orjson.dumps(envelope)))
         body = result_body(
@@ -554,7 +558,7 @@ class WorkerRun:
         )
         number = held.message.number
         try:
-            answer = await self._rs.request("result", body)
+            answer = await self._results.request("result", body)
         except ProtocolError as error:
             log.warning(" ! Result of slice %d of %s refused: %s", number, job.name, error)
             await self._return(job.job_id, [number], "EResultSubmission")
