@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from dcp_worker.supervisor import pool as pool_module
+from dcp_worker.supervisor.budget import HostBudget
 from dcp_worker.supervisor.job import JobSpec
 from dcp_worker.supervisor.outcomes import BatchOutcome
 from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool
@@ -114,3 +115,48 @@ def test_adding_to_a_closed_pool_is_a_mistake() -> None:
         pool.add([1], [1])
     with pytest.raises(ValueError, match="2 slice numbers for 1 data"):
         SandboxPool(COUNTING, sandboxes=1, limits=LIMITS).add([1, 2], [1])
+
+
+def test_an_idle_pool_gives_its_host_up_to_a_pool_that_needs_one() -> None:
+    """Two jobs' pools share a budget of one host: the first job's host, idle once its slices are
+    done, makes way for the second job's, and takes its place back when more of its slices come."""
+    first: dict[int, Any] = {}
+    second: dict[int, Any] = {}
+
+    async def scenario() -> tuple[int, int, int]:
+        budget = HostBudget(1)
+        done = asyncio.Event()
+        record_first, record_second = collect(first), collect(second)
+
+        def report_first(outcome: BatchOutcome) -> None:
+            record_first(outcome)
+            done.set()
+
+        def report_second(outcome: BatchOutcome) -> None:
+            record_second(outcome)
+            done.set()
+
+        a = SandboxPool(COUNTING, sandboxes=1, limits=LIMITS, budget=budget)
+        b = SandboxPool(COUNTING, sandboxes=1, limits=LIMITS, budget=budget)
+        a.add([1], [10])
+        serving_a = asyncio.create_task(a.serve(report_first))
+        await done.wait()
+        done.clear()
+        b.add([1], [20])
+        serving_b = asyncio.create_task(b.serve(report_second))
+        await done.wait()
+        done.clear()
+        hosts_while_b_ran = a.sandboxes_up + b.sandboxes_up
+        a_up_after = a.sandboxes_up
+        a.add([2], [30])  # the first job again: its pool takes the place back from the idle second
+        await done.wait()
+        a.close()
+        b.close()
+        await asyncio.gather(serving_a, serving_b)
+        return hosts_while_b_ran, a_up_after, b.sandboxes_up
+
+    hosts_while_b_ran, a_up_after, b_up_at_end = asyncio.run(scenario())
+    assert hosts_while_b_ran == 1 and a_up_after == 0 and b_up_at_end == 0
+    # Each slice ran first in a fresh isolate: the hosts were new each time.
+    assert first == {1: [10, 1], 2: [30, 1]}
+    assert second == {1: [20, 1]}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_run import one_line_error, run_cli
+from process_tree import sandbox_hosts
 from scheduler_double import SchedulerDouble
 from worker_process import PAYMENT, WorkerProcess, results
 
@@ -33,6 +34,20 @@ def test_a_job_completes_with_every_slice_submitted_once(
     assert status["held"] == [] and status["pending"] == []
     assert "Worker has stopped: 30 slices submitted, 0 returned" in worker.output()
     assert len(result_sessions(scheduler_double)) == 1  # too few results at once for a second lane
+
+
+def test_a_second_job_gets_the_places_of_the_first_jobs_idle_sandboxes(
+    scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
+) -> None:
+    first = scheduler_double.add_job(SLOW, list(range(1, 5)))
+    worker = start_worker(scheduler_double)
+    scheduler_double.wait_job_done(first, timeout=60)
+    # The first job's two hosts stand idle, warm; the second job's must take their places.
+    second = scheduler_double.add_job(SLOW, list(range(1, 5)))
+    state = scheduler_double.wait_job_done(second, timeout=60)
+    assert state["done"] == {n: -n for n in range(1, 5)}
+    assert len(sandbox_hosts(worker.proc.pid)) <= 2  # --maxSandboxes 2, over both jobs
+    worker.finish()
 
 
 def result_sessions(double: SchedulerDouble) -> set[str]:

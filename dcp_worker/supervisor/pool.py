@@ -5,7 +5,8 @@ batch grows only while its slices prove fast. A batch that times out or kills it
 again one slice at a time, so a slice is only ever failed for a limit it broke alone.
 
 Slices may be added while the pool serves (a worker receives them task by task); hosts wait,
-warm, for more until the pool is closed. Slices not yet sent to a host can be withdrawn.
+warm, for more until the pool is closed, or until another pool sharing their ``HostBudget``
+needs their place. Slices not yet sent to a host can be withdrawn.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dcp_worker.errors import (
     SliceTimeoutError,
 )
 from dcp_worker.supervisor.batch import SliceBatch
+from dcp_worker.supervisor.budget import HostBudget
 from dcp_worker.supervisor.host_process import HostDied, HostTimeout, SandboxHost
 from dcp_worker.supervisor.job import JobSpec
 from dcp_worker.supervisor.live_reports import LiveMode, LiveReport, live_reports
@@ -84,15 +86,18 @@ class SandboxPool:
         sandboxes: int,
         limits: SandboxLimits,
         on_live: Callable[[list[LiveReport]], None] | None = None,
+        budget: HostBudget | None = None,
     ) -> None:
         """``on_live``: what slices that run alone in their batch (slow ones) say as they run,
-        their console lines and events; their outcomes then leave those out."""
+        their console lines and events; their outcomes then leave those out. ``budget``: the
+        places for hosts this pool shares with others (see ``budget``)."""
         if sandboxes < 1:
             raise ValueError("a pool needs at least one sandbox")
         self._job = job
         self._sandboxes = sandboxes
         self._limits = limits
         self._on_live = on_live
+        self._budget = budget
         # Slices not yet sent wait in _pending (as the runs they were added in, _queued in all;
         # the first _head_sent of the first run have gone, a run being long and not copied at
         # every batch); batches a lost host never ran wait in _retry, and slices of a batch that
@@ -169,12 +174,21 @@ class SandboxPool:
         """Run queued slices, and those added meanwhile, until the pool is closed and drained;
         ``report`` outcomes as they complete, a batch at a time."""
         self._report = report
+        if self._budget is not None:
+            self._budget.join(self)
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(self._sandboxes):
                     group.create_task(self._work())
         except BaseExceptionGroup as failures:
             raise _first_package_error(failures) from None
+        finally:
+            if self._budget is not None:
+                self._budget.leave(self)
+
+    def wake(self) -> None:
+        """Make idle hosts look at the budget again (``budget.Member``)."""
+        self._more.set()
 
     def _has_work(self) -> bool:
         return bool(self._alone or self._retry or self._queued)
@@ -182,18 +196,29 @@ class SandboxPool:
     def _waiting_slices(self) -> int:
         return self._queued + sum(len(batch) for batch in (*self._retry, *self._alone))
 
-    async def _wait_for_work(self, need_host: bool) -> bool:
-        """Wait until there is a slice to send (True) or the pool is closed and drained (False).
-
-        A worker with no host waits also while the hosts already up outnumber the slices that
-        wait, so that a job of three slices starts three hosts, not one per sandbox allowed.
+    async def _wait_for_host_work(self) -> bool:
+        """For a worker with no host: wait until there is a slice to send (True) or the pool is
+        closed and drained (False); wait also while the hosts already up outnumber the slices
+        that wait, so that a job of three slices starts three hosts, not one per sandbox allowed.
         """
-        while not self._has_work() or (need_host and self._hosts_up >= self._waiting_slices()):
+        while not self._has_work() or self._hosts_up >= self._waiting_slices():
             if self._closed and not self._has_work():
                 return False
             self._more.clear()
             await self._more.wait()
         return True
+
+    async def _wait_while_idle(self) -> str:
+        """A host with nothing to do waits for "work", or until the pool is closed and drained
+        ("done"), or until another pool waits for a place in the budget ("yield")."""
+        while not self._has_work():
+            if self._closed:
+                return "done"
+            if self._budget is not None and self._budget.wanted:
+                return "yield"
+            self._more.clear()
+            await self._more.wait()
+        return "work"
 
     def _take_batch(self, pacer: BatchPacer) -> SliceBatch | None:
         """The next batch to send, or None when nothing is queued."""
@@ -228,8 +253,10 @@ class SandboxPool:
         try:
             while True:
                 if host is None:
-                    if not await self._wait_for_work(need_host=True):
+                    if not await self._wait_for_host_work():
                         break
+                    if self._budget is not None:
+                        await self._budget.acquire()
                     self._hosts_up += 1
                     try:
                         host = await SandboxHost.start(
@@ -247,9 +274,14 @@ class SandboxPool:
                     host.send_batch(batch.to_json())
                     in_flight.append(batch)
                 if not in_flight:
-                    # Idle: the host stays, warm, for slices still to come.
-                    if not await self._wait_for_work(need_host=False):
+                    # Idle: the host stays, warm, for slices still to come, unless its place is wanted.
+                    idle = await self._wait_while_idle()
+                    if idle == "done":
                         break
+                    if idle == "yield":
+                        self._host_gone(host)
+                        await host.close()
+                        host = None
                     continue
                 batch = in_flight.popleft()
                 started = time.perf_counter()
@@ -290,6 +322,8 @@ class SandboxPool:
         self._hosts_up -= 1
         if host in self._hosts:
             self._hosts.remove(host)
+        if self._budget is not None:
+            self._budget.release()
         self._more.set()
 
     def _requeue(self, batches: collections.deque[SliceBatch]) -> None:

@@ -36,6 +36,7 @@ from dcp_worker.protocol.canonical_json import Verbatim
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.sealed import seal
 from dcp_worker.protocol.session import Session, SessionOptions, open_session
+from dcp_worker.supervisor.budget import HostBudget
 from dcp_worker.supervisor.job import WORKTIMES, JobSpec
 from dcp_worker.supervisor.outcomes import BatchOutcome, SliceOutcome
 from dcp_worker.supervisor.pool import SandboxLimits, SandboxPool
@@ -112,6 +113,8 @@ class WorkerRun:
         self._seq = 0
         self._last_task_size = 0
         self._room = asyncio.Event()  # set when held slices fall below the fetch threshold
+        # Every job's pool draws its hosts from one budget, so an idle job's hosts make way.
+        self._budget = HostBudget(config.sandbox_count())
         self._tasks: asyncio.TaskGroup | None = None
         self._fetcher: ArtifactFetcher | None = None
         self._modules: ModuleFetcher | None = None
@@ -449,7 +452,9 @@ class WorkerRun:
             if self._stopping:  # the stop came while the job's artifacts were on their way
                 job.broken = "Worker stopping"
             else:
-                job.pool = SandboxPool(spec, sandboxes=self.config.sandbox_count(), limits=self.limits)
+                job.pool = SandboxPool(
+                    spec, sandboxes=self.config.sandbox_count(), limits=self.limits, budget=self._budget
+                )
                 job.serving = self._tasks.create_task(self._serve(job), name=f"job {job_id}")
                 log.info(" . Job: %s %s", message.name, job_id[:8])
         job.ready.set()
