@@ -1,7 +1,9 @@
 """Every slice the worker holds, until it is submitted or returned: exactly one of the two, once.
 
 A slice enters when a task brings it and leaves through ``settle``; a second settlement of the
-same slice is refused, so no slice is ever both submitted and returned, or reported twice.
+same slice is refused, so no slice is ever both submitted and returned, or reported twice. A
+slice whose result is on its way (``submitting``) is settled by the scheduler's answer: giving a
+job back returns only its ``returnable`` slices.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class HeldSlice:
     message: SliceMessage
     authorization: Verbatim
     in_size: int = 0  # the length of the datum as fetched
+    submitting: bool = False  # its result is on its way to the scheduler
 
 
 class Ledger:
@@ -51,6 +54,14 @@ class Ledger:
     def numbers(self, job_id: str) -> list[int]:
         """The numbers of the slices of ``job_id`` held."""
         return [number for held_job, number in self._held if held_job == job_id]
+
+    def returnable(self, job_id: str) -> list[int]:
+        """The numbers of the slices of ``job_id`` held whose results are not on their way."""
+        return [
+            number
+            for (held_job, number), held in self._held.items()
+            if held_job == job_id and not held.submitting
+        ]
 
     def numbers_by_job(self) -> dict[str, list[int]]:
         """The numbers of every slice held, by job."""

@@ -268,7 +268,7 @@ class WorkerRun:
                     job.serving.cancel()
                     await asyncio.gather(job.serving, return_exceptions=True)
                 del self._jobs[job_id]
-                await self._return(job_id, self.ledger.numbers(job_id), "Worker paused")
+                await self._return(job_id, self.ledger.returnable(job_id), "Worker paused")
         finally:
             self._giving_back = False
 
@@ -292,6 +292,9 @@ class WorkerRun:
             elif self._soteria_due():
                 fetch_state |= FetchState.NOTIFY_SOTERIA
             self._state = "Fetching Work..."
+            # Cleared before asking, not after: what changes while the answer is on its way (a
+            # slice done, the scheduler's list of jobs) makes the next ask come at once.
+            self._room.clear()
             try:
                 task = await self._request_task(fetch_state)
             except ProtocolError as error:
@@ -303,7 +306,6 @@ class WorkerRun:
             self._last_task = (time.time(), len(task.slices) if task else 0, len(task.jobs) if task else 0)
             self._fallback(got_work)
             if task is None:
-                self._room.clear()
                 await self._wait_for_room(WATCHDOG_SECONDS)
                 continue
             self._accept(task)
@@ -496,8 +498,9 @@ class WorkerRun:
                 await self._return(job_id, [message.number], "ESLICEFETCH")
                 continue
             held = self.ledger.get(job_id, message.number)
-            if held is not None:
-                held.in_size = datum[1]
+            if held is None:  # given back while its datum was on its way
+                continue
+            held.in_size = datum[1]
             numbers.append(message.number)
             data.append(to_json(datum[0]))
         if not numbers:
@@ -562,6 +565,7 @@ class WorkerRun:
             self.worker_id, held.message, self.payment_address, held.authorization, envelope, measured
         )
         number = held.message.number
+        held.submitting = True
         try:
             answer = await self._results.request("result", body)
         except ProtocolError as error:
@@ -595,7 +599,7 @@ class WorkerRun:
             run.broken = "EWORKREJECT"
             run.pool.withdraw()
             run.pool.close()
-        await self._return(job.job_id, self.ledger.numbers(job.job_id), "EWORKREJECT")
+        await self._return(job.job_id, self.ledger.returnable(job.job_id), "EWORKREJECT")
 
     # -- returning ----------------------------------------------------------------------------
 
