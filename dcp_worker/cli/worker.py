@@ -372,7 +372,10 @@ def run_worker(config: WorkerConfig) -> int:
 
 def _start(config: WorkerConfig) -> int:
     from dcp_worker.supervisor.lockdown import check_lockdown
+    from dcp_worker.worker import disabled
 
+    if (refused := disabled.refusal()) is not None:
+        raise UsageError(refused)
     lockdown = check_lockdown(config.require_lockdown)
     mode = chosen_output(config)
     handler = log_handler(config, mode) if mode != "dashboard" else None
@@ -529,7 +532,7 @@ async def _run(
         worker.ledger.submitted,
         worker.ledger.returned,
     )
-    return 0
+    return worker.exit_status
 
 
 async def _every(seconds: float, show: Callable[[], None]) -> None:

@@ -1,7 +1,8 @@
 """The worker's main loop: ask for work, run it in sandboxes, submit results, return the rest.
 
-One session each to the task distributor and the event router, and one or two to the result
-submitter (``ResultLanes``: a second when results come faster than one session is answered). A fetch
+One session to the task distributor, two to the event router (events, and the scheduler's
+commands: ``schedmsg``), and one or two to the result submitter (``ResultLanes``: a second when
+results come faster than one session is answered). A fetch
 loop asks for a task whenever the worker holds fewer slices than twice its sandboxes; each job
 gets a sandbox pool of its own, kept warm while the job has slices (sandboxes are never shared
 between jobs). Every slice is held in the ``Ledger`` from the task that brings it until it is
@@ -48,6 +49,7 @@ from dcp_worker.worker.ledger import HeldSlice, Ledger
 from dcp_worker.worker.modules import ModuleFetcher
 from dcp_worker.worker.reports import NO_PROGRESS, Emit, error_result, failure_code, metrics, slice_emits
 from dcp_worker.worker.result_lanes import ResultLanes, result_lanes
+from dcp_worker.worker.schedmsg import SchedMsg, listen
 from dcp_worker.worker.services import Services, discover
 from dcp_worker.worker.status import JobActivity, WorkerStatus
 from dcp_worker.worker.task import (
@@ -111,6 +113,9 @@ class WorkerRun:
         self._jobs: dict[str, _JobRun] = {}
         self._job_messages: dict[str, JobMessage] = {}
         self._seq = 0
+        self._job_ids = list(config.job_ids)  # the jobs to work on (empty: any); the scheduler may edit it
+        self._stop: StopControl | None = None
+        self.exit_status = 0  # what the scheduler asked the worker to exit with
         self._last_task_size = 0
         self._room = asyncio.Event()  # set when held slices fall below the fetch threshold
         # Every job's pool draws its hosts from one budget, so an idle job's hosts make way.
@@ -166,6 +171,7 @@ class WorkerRun:
     # -- the run ----------------------------------------------------------------------------
 
     async def run(self, stop: StopControl) -> None:
+        self._stop = stop
         location = self.config.scheduler
         policy = self._policy = OriginPolicy(location, self.config.allowed_origins)
         async with aiohttp.ClientSession() as http:
@@ -197,10 +203,17 @@ class WorkerRun:
                 async with asyncio.TaskGroup() as tasks:
                     self._tasks = tasks
                     fetching = tasks.create_task(self._fetch_loop(stop), name="fetch loop")
+                    stopped = asyncio.Event()
+                    commands = SchedMsg(self.identity.address, self.worker_id, self)
+                    tasks.create_task(
+                        listen(services.event_router, self.identity, options, commands, stopped),
+                        name="scheduler commands",
+                    )
                     await stop.soft.wait()
                     self._stopping = True
                     fetching.cancel()
                     await self._wind_down(stop)
+                    stopped.set()
             finally:
                 await self._return_all()
 
@@ -255,22 +268,55 @@ class WorkerRun:
             self._tasks.create_task(self._give_back(), name="give back")
 
     async def _give_back(self) -> None:
-        """Return every slice held, the running ones too, ending their jobs' sandboxes; the jobs
-        start afresh when work comes again."""
+        """Return every slice held by a job whose sandboxes are up, the running ones too."""
         try:
             for job_id, job in list(self._jobs.items()):
-                if job.pool is None:
-                    continue
-                job.broken = "Worker paused"
-                job.pool.withdraw()
-                job.pool.close()
-                if job.serving is not None:
-                    job.serving.cancel()
-                    await asyncio.gather(job.serving, return_exceptions=True)
-                del self._jobs[job_id]
-                await self._return(job_id, self.ledger.returnable(job_id), "Worker paused")
+                if job.pool is not None:
+                    await self._give_back_job(job_id, "Worker paused")
         finally:
             self._giving_back = False
+
+    async def _give_back_job(self, job_id: str, reason: str) -> None:
+        """Return every slice of a job held, the running ones too. A job whose sandboxes are up
+        loses them, and starts afresh when work of it comes again."""
+        job = self._jobs.get(job_id)
+        if job is not None and job.pool is not None:
+            job.broken = reason
+            job.pool.withdraw()
+            job.pool.close()
+            if job.serving is not None:
+                job.serving.cancel()
+                await asyncio.gather(job.serving, return_exceptions=True)
+            del self._jobs[job_id]
+        await self._return(job_id, self.ledger.returnable(job_id), reason)
+
+    # -- the scheduler's commands (schedmsg.CommandTarget) ------------------------------------
+
+    def stop_now(self, exit_status: int) -> None:
+        self.exit_status = exit_status
+        if self._stop is not None:
+            self._stop.soft.set()
+            self._stop.hard.set()
+
+    def give_back_job(self, job_id: str, reason: str) -> None:
+        if self._tasks is not None:
+            self._tasks.create_task(self._give_back_job(job_id, reason), name=f"give back {job_id}")
+
+    def prioritise(self, job_id: str, immediate: bool) -> None:
+        if job_id not in self._job_ids:
+            self._job_ids.append(job_id)
+        self._room.set()  # ask again now, for the jobs as they are
+        if immediate:
+            for other in self.ledger.numbers_by_job():
+                if other not in self._job_ids:
+                    self.give_back_job(other, "SchedMsg")
+
+    def unprioritise(self, job_id: str, immediate: bool) -> None:
+        if job_id in self._job_ids:
+            self._job_ids.remove(job_id)
+        self._room.set()
+        if immediate:
+            self.give_back_job(job_id, "SchedMsg")
 
     def _soteria_due(self) -> bool:
         return len(self.ledger) > 0 and time.monotonic() - self._last_soteria >= self._soteria_seconds
@@ -364,7 +410,7 @@ class WorkerRun:
             "capabilities": CAPABILITIES,
             "gpuSpeed": -1,
             "paymentAddress": self.payment_address,
-            "jobIds": list(self.config.job_ids),
+            "jobIds": list(self._job_ids),
             "workerComputeGroups": request_groups(
                 self.config.join, self._td.dcpsid or "", public=self._public_group_now
             ),
@@ -397,7 +443,7 @@ class WorkerRun:
         by_job: dict[str, list[SliceMessage]] = defaultdict(list)
         refused: dict[str, list[int]] = defaultdict(list)
         for message in task.slices:
-            if self.config.job_ids and message.job_id not in self.config.job_ids:
+            if self._job_ids and message.job_id not in self._job_ids:
                 if self.ledger.hold(message, task.authorization):
                     refused[message.job_id].append(message.number)
                 continue

@@ -56,6 +56,8 @@
  *   - result decodes resultV2 with kvin, records it and counts submissions per slice; answers
  *     {metrics:{...}, slicePaymentAmount:"0.000001"}, or an ENOSLICE error for an unknown job or slice.
  *   - status records 'begin's and puts 'return'ed slices back to pending; workEmit is recorded.
+ *   - subscribeMany answers {tokens:[{event, token}]}, a fresh token for each event named, and says so
+ *     as a "subscribed" event (with the session, the request's data and the tokens).
  * Values (arguments, data, results) are KVIN v9 (kvin@9). With delivery "http" (the default) the work
  * function, arguments and data are served from the double's origin at /job-<jobId>/work-function.js
  * (application/javascript), /job-<jobId>/argument/<k> and /job-<jobId>/slice/<n> (application/x-kvin);
@@ -88,6 +90,7 @@
  *   {"event":"result","jobId","sliceNumber","count","authorizationOk","decodeError"}
  *   {"event":"return","workerId","slices","reason"}        slices went back to pending
  *   {"event":"workEmit","jobId","sliceNumber","eventName"}
+ *   {"event":"subscribed","dcpsid","data","tokens"}       job mode: a subscribeMany was answered
  *   {"event":"http","path","status"}                       the double served a job artifact or its config
  * The process exits when stdin closes (after letting commands in flight finish, for up to 0.5 s).
  */
@@ -964,6 +967,7 @@ function planJobAnswer(conn, operation, data)
       {
         const events = [].concat((data && (data.schedmsgEvents || [].concat(data.reliableEvents || [], data.optionalEvents || []))) || []);
         answer = { tokens: events.map(event => ({ event, token: randomId(21) })) };
+        emitLine({ event: 'subscribed', dcpsid: conn.dcpsid, data, tokens: answer.tokens });
         break;
       }
       case 'subscribe':
