@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
@@ -27,7 +29,7 @@ from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.identity_cache import IdentityCache
 from dcp_worker.protocol.keystore import Keystore
 from dcp_worker.protocol.sealed import seal
-from dcp_worker.protocol.session import Session, SessionOptions, open_session
+from dcp_worker.protocol.session import Session, SessionOptions, open_session, open_sessions
 
 T = TypeVar("T")
 SCHEDULER_KEY = Identity(bytes(range(1, 33)))
@@ -323,6 +325,37 @@ def test_nothing_listening_is_a_connect_error() -> None:
 
     with pytest.raises(ConnectError, match=r"127\.0\.0\.1:9"):
         run(scenario())
+
+
+def test_sessions_opened_together_are_each_their_own(scheduler_double: SchedulerDouble) -> None:
+    async def scenario() -> list[Session]:
+        async with open_sessions([scheduler_double.url] * 3, Identity.generate()) as sessions:
+            answers = await asyncio.gather(*(s.request("echo", n) for n, s in enumerate(sessions)))
+            assert answers == [0, 1, 2]
+        return sessions
+
+    sessions = run(scenario())
+    assert len({session.dcpsid for session in sessions}) == 3
+    assert all(isinstance(session.closed.result(), SessionClosedError) for session in sessions)
+
+
+def test_one_session_that_cannot_open_closes_the_others(scheduler_double: SchedulerDouble) -> None:
+    # A listener that never answers: the double's session opens at once, this one times out.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        mute = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+
+        async def scenario() -> None:
+            options = SessionOptions(connect_timeout=2)
+            async with open_sessions([scheduler_double.url, mute], Identity.generate(), options):
+                pass
+
+        with pytest.raises(ConnectError, match=re.escape(mute)):
+            run(scenario())
+    # The session that did open was closed again: the double saw it end.
+    [record] = scheduler_double.sessions()
+    scheduler_double.wait_event(lambda e: e.get("event") == "closed" and e.get("dcpsid") == record["dcpsid"])
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "127.0.0.1:80", "http:///nohost"])

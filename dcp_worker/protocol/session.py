@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +59,7 @@ from dcp_worker.protocol.messages import (
 from dcp_worker.protocol.sealed import seal, unseal
 from dcp_worker.protocol.transport import TRANSPORTS, Transport
 
-__all__ = ["RequestHandler", "Session", "SessionOptions", "open_session"]
+__all__ = ["RequestHandler", "Session", "SessionOptions", "open_session", "open_sessions"]
 
 log = logging.getLogger(__name__)
 
@@ -621,11 +621,40 @@ async def open_session(
 ) -> AsyncIterator[Session]:
     """Open a session with the DCP service at ``location`` (``ConnectError`` if none can be had),
     yield it, and close it on the way out."""
+    async with _session(location, identity, handler, options) as session:
+        await session._open()
+        yield session
+
+
+@contextlib.asynccontextmanager
+async def open_sessions(
+    locations: Sequence[str], identity: Identity, options: SessionOptions | None = None
+) -> AsyncIterator[list[Session]]:
+    """``open_session`` for each of ``locations``, their handshakes at the same time; yields the
+    sessions in the same order, and closes them all on the way out."""
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [
+            await stack.enter_async_context(_session(location, identity, None, options))
+            for location in locations
+        ]
+        try:
+            async with asyncio.TaskGroup() as opening:
+                for session in sessions:
+                    opening.create_task(session._open(), name=f"dcp-open {session.location}")
+        except BaseExceptionGroup as group:
+            raise _unwrapped(group) from None
+        yield sessions
+
+
+@contextlib.asynccontextmanager
+async def _session(
+    location: str, identity: Identity, handler: RequestHandler | None, options: SessionOptions | None
+) -> AsyncIterator[Session]:
+    """A session not yet opened, whose tasks belong to a task group of its own; closed on the way out."""
     try:
         async with asyncio.TaskGroup() as tasks:
             session = Session(location, identity, handler, options or SessionOptions(), tasks)
             try:
-                await session._open()
                 yield session
             finally:
                 try:
@@ -634,6 +663,11 @@ async def open_session(
                     await session._shutdown()
     except BaseExceptionGroup as group:
         # The task group wraps what the body raised; callers catch the error itself.
-        while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
-            group = group.exceptions[0]
-        raise group from None
+        raise _unwrapped(group) from None
+
+
+def _unwrapped(error: BaseException) -> BaseException:
+    """The error a group of one wraps (and so on, inwards)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

@@ -36,7 +36,7 @@ from dcp_worker.errors import DCPWorkerError, JobValueError, ProtocolError, Work
 from dcp_worker.protocol.canonical_json import Verbatim
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.protocol.sealed import seal
-from dcp_worker.protocol.session import Session, SessionOptions, open_session
+from dcp_worker.protocol.session import Session, SessionOptions, open_sessions
 from dcp_worker.supervisor.budget import HostBudget
 from dcp_worker.supervisor.job import WORKTIMES, JobSpec
 from dcp_worker.supervisor.outcomes import BatchOutcome, SliceOutcome
@@ -187,11 +187,10 @@ class WorkerRun:
         self, http: aiohttp.ClientSession, services: Services, policy: OriginPolicy, stop: StopControl
     ) -> None:
         options = self.session_options
+        locations = [services.task_distributor, services.result_submitter, services.event_router]
         async with (
-            open_session(services.task_distributor, self.identity, options=options) as td,
-            open_session(services.result_submitter, self.identity, options=options) as rs,
+            open_sessions(locations, self.identity, options) as (td, rs, er),
             result_lanes(rs, self.identity, options) as results,
-            open_session(services.event_router, self.identity, options=options) as er,
             contextlib.AsyncExitStack() as package_manager,
         ):
             self._td, self._rs, self._er, self._results = td, rs, er, results
