@@ -11,14 +11,10 @@ import pytest
 from cli_run import one_line_error, run_cli
 from process_tree import sandbox_hosts
 from scheduler_double import SchedulerDouble
-from worker_process import PAYMENT, WorkerProcess, results
+from worker_process import PAYMENT, SLOW, SQUARE, WorkerProcess, results, working_on
 
 from dcp_worker.worker.compute_groups import PUBLIC_GROUP, eh1
 from dcp_worker.worker.result_lanes import MAX_LANES
-
-SQUARE = "function (x) { progress(); return x * x; }"
-# About 0.3 s of work a slice, so that a signal finds slices running and slices queued.
-SLOW = "function (x) { progress(); const end = Date.now() + 300; while (Date.now() < end) {} return -x; }"
 
 
 def test_a_job_completes_with_every_slice_submitted_once(
@@ -28,12 +24,16 @@ def test_a_job_completes_with_every_slice_submitted_once(
     worker = start_worker(scheduler_double)
     results(scheduler_double, job, 30)
     worker.finish()
-    status = scheduler_double.job_status(job)
-    assert status["done"] == {n: n * n for n in range(1, 31)}
+    assert_squares_submitted_once(scheduler_double, job, 30, worker)
+    assert len(result_sessions(scheduler_double)) == 1  # too few results at once for a second lane
+
+
+def assert_squares_submitted_once(double: SchedulerDouble, job: str, count: int, worker: WorkerProcess) -> None:
+    status = double.job_status(job)
+    assert status["done"] == {n: n * n for n in range(1, count + 1)}
     assert set(status["submissions"].values()) == {1}
     assert status["held"] == [] and status["pending"] == []
-    assert "Worker has stopped: 30 slices submitted, 0 returned" in worker.output()
-    assert len(result_sessions(scheduler_double)) == 1  # too few results at once for a second lane
+    assert f"Worker has stopped: {count} slices submitted, 0 returned" in worker.output()
 
 
 def test_a_second_job_gets_the_places_of_the_first_jobs_idle_sandboxes(
@@ -67,11 +67,8 @@ def test_results_faster_than_one_session_answers_take_a_second_session(
     worker = start_worker(scheduler_double)
     results(scheduler_double, job, 600)
     worker.finish()
-    status = scheduler_double.job_status(job)
-    assert status["done"] == {n: n * n for n in range(1, 601)}
-    assert set(status["submissions"].values()) == {1}
+    assert_squares_submitted_once(scheduler_double, job, 600, worker)
     assert len(result_sessions(scheduler_double)) == MAX_LANES
-    assert "Worker has stopped: 600 slices submitted, 0 returned" in worker.output()
 
 
 def test_data_uris_and_arguments(
@@ -130,9 +127,7 @@ def test_a_bad_datum_costs_only_its_slice(
 def test_a_stop_signal_leaves_every_slice_submitted_or_returned_once(
     scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess], signum: int, soft: bool
 ) -> None:
-    job = scheduler_double.add_job(SLOW, list(range(1, 41)), slices_per_task=40)
-    worker = start_worker(scheduler_double)
-    results(scheduler_double, job, 1)
+    job, worker = working_on(scheduler_double, start_worker, SLOW, 40, per_task=40)
     worker.signal(signum)
     assert worker.wait() == 0, worker.output()
     status = scheduler_double.job_status(job)

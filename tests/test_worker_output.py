@@ -17,14 +17,12 @@ from pathlib import Path
 import pytest
 from cli_run import isolated_environment, worker_command
 from scheduler_double import SchedulerDouble
-from worker_process import PAYMENT, WorkerProcess, results
+from worker_process import PAYMENT, SLOW, SQUARE, WorkerProcess, results
 
 from dcp_worker.protocol.identity import Identity
 from dcp_worker.worker.config import WorkerConfig
 from dcp_worker.worker.runner import StopControl, WorkerRun
 
-SQUARE = "function (x) { progress(); return x * x; }"
-SLOW = "function (x) { progress(); const end = Date.now() + 300; while (Date.now() < end) {} return -x; }"
 LOCAL7_INFO = f"<{23 * 8 + 6}>"
 
 

@@ -9,13 +9,10 @@ from typing import Any
 
 import pytest
 from scheduler_double import Message, SchedulerDouble, SchedulerDoubleError
-from worker_process import WorkerProcess, results
+from worker_process import SLOW, SQUARE, WorkerProcess, results, working_on
 
 from dcp_worker.worker.schedmsg import EXIT_KILLED, EXIT_RELOAD, SCHEDMSG_EVENTS
 
-SQUARE = "function (x) { progress(); return x * x; }"
-# About 0.3 s of work a slice, so that a command finds slices running and slices queued.
-SLOW = "function (x) { progress(); const end = Date.now() + 300; while (Date.now() < end) {} return -x; }"
 EVENT_IDS = (f"event-{n}" for n in itertools.count())
 
 
@@ -35,13 +32,11 @@ def command(double: SchedulerDouble, name: str, payload: Any = None, *, event_id
     return double.request(subscribed["dcpsid"], "event", data)
 
 
-def returned(double: SchedulerDouble, job: str, reason: str) -> set[int]:
-    return {
-        number
-        for event in double.events()
-        if event.get("event") == "return" and event["reason"] == reason
-        for number in event["slices"].get(job, [])
-    }
+def given_back(double: SchedulerDouble, job: str) -> None:
+    """Wait until slices of ``job`` come back for a command's sake."""
+    double.wait_event(
+        lambda e: e.get("event") == "return" and job in e["slices"] and e["reason"] == "SchedMsg", timeout=30
+    )
 
 
 def assert_nothing_returned_after_its_result(double: SchedulerDouble) -> None:
@@ -79,9 +74,7 @@ def test_the_worker_subscribes_to_its_commands_as_dcp_client_does(
 def test_kill_and_reload_return_every_slice_and_exit_with_dcp_clients_status(
     scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess], name: str, status: int
 ) -> None:
-    job = scheduler_double.add_job(SLOW, list(range(1, 21)), slices_per_task=10)
-    worker = start_worker(scheduler_double)
-    results(scheduler_double, job, 1)
+    job, worker = working_on(scheduler_double, start_worker, SLOW, 20)
     assert command(scheduler_double, name, {"temporary": True}) == "success"
     assert worker.wait() == status, worker.output()
     state = scheduler_double.job_status(job)
@@ -94,9 +87,7 @@ def test_kill_and_reload_return_every_slice_and_exit_with_dcp_clients_status(
 def test_a_lasting_kill_keeps_the_worker_from_starting_again(
     scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess], tmp_path: Path
 ) -> None:
-    job = scheduler_double.add_job(SLOW, list(range(1, 9)))
-    worker = start_worker(scheduler_double)
-    results(scheduler_double, job, 1)
+    job, worker = working_on(scheduler_double, start_worker, SLOW, 8)
     assert command(scheduler_double, "kill", {"temporary": False}) == "success"
     assert worker.wait() == EXIT_KILLED, worker.output()
     assert scheduler_double.job_status(job)["held"] == []
@@ -114,15 +105,12 @@ def test_a_lasting_kill_keeps_the_worker_from_starting_again(
 def test_remove_returns_the_jobs_slices_and_the_worker_works_on(
     scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
 ) -> None:
-    job = scheduler_double.add_job(SLOW, list(range(1, 13)), slices_per_task=12)
-    worker = start_worker(scheduler_double)
-    results(scheduler_double, job, 1)
+    job, worker = working_on(scheduler_double, start_worker, SLOW, 12, per_task=12)
     assert command(scheduler_double, "remove", {"jobId": job}) == "success"
-    scheduler_double.wait_event(lambda e: e.get("event") == "return" and e["reason"] == "SchedMsg", timeout=30)
+    given_back(scheduler_double, job)
     # Given back, the slices are pending again, and the double hands them out again.
     state = scheduler_double.wait_job_done(job, timeout=60)
     assert set(state["submissions"].values()) == {1}
-    assert returned(scheduler_double, job, "SchedMsg")
     assert_nothing_returned_after_its_result(scheduler_double)
     worker.finish()
 
@@ -130,14 +118,10 @@ def test_remove_returns_the_jobs_slices_and_the_worker_works_on(
 def test_priority_jobs_edit_the_jobs_asked_for(
     scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
 ) -> None:
-    first = scheduler_double.add_job(SLOW, list(range(1, 31)), slices_per_task=4)
-    worker = start_worker(scheduler_double)
-    results(scheduler_double, first, 1)
+    first, worker = working_on(scheduler_double, start_worker, SLOW, 30, per_task=4)
     second = scheduler_double.add_job(SQUARE, list(range(1, 4)))
     assert command(scheduler_double, "addPriorityJob", {"jobId": second, "immediate": True}) == "success"
-    scheduler_double.wait_event(
-        lambda e: e.get("event") == "return" and first in e["slices"] and e["reason"] == "SchedMsg", timeout=30
-    )
+    given_back(scheduler_double, first)
     results(scheduler_double, second, 3)
     assert [second] in [request["data"]["jobIds"] for request in scheduler_double.task_requests()]
     done_before = len(scheduler_double.job_status(first)["done"])
@@ -151,9 +135,7 @@ def test_priority_jobs_edit_the_jobs_asked_for(
 def test_bad_events_are_refused_and_the_worker_works_on(
     scheduler_double: SchedulerDouble, start_worker: type[WorkerProcess]
 ) -> None:
-    job = scheduler_double.add_job(SQUARE, list(range(1, 7)), slices_per_task=2)
-    worker = start_worker(scheduler_double)
-    results(scheduler_double, job, 1)
+    job, worker = working_on(scheduler_double, start_worker, SQUARE, 6, per_task=2)
     dcpsid = subscription(scheduler_double)["dcpsid"]
     hostile: list[Any] = [
         None,

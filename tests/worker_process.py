@@ -16,6 +16,9 @@ from scheduler_double import SchedulerDouble
 from dcp_worker.protocol.identity import Identity
 
 PAYMENT = Identity(b"\x22" * 32).address
+SQUARE = "function (x) { progress(); return x * x; }"
+# About 0.3 s of work a slice, so that a signal or a command finds slices running and slices queued.
+SLOW = "function (x) { progress(); const end = Date.now() + 300; while (Date.now() < end) {} return -x; }"
 
 
 class WorkerProcess:
@@ -71,3 +74,13 @@ def start_worker(scheduler_double: SchedulerDouble, tmp_path: Path) -> Iterator[
 
 def results(double: SchedulerDouble, job_id: str, count: int, timeout: float = 60) -> None:
     double.wait_events(lambda e: e.get("event") == "result" and e.get("jobId") == job_id, count, timeout)
+
+
+def working_on(
+    double: SchedulerDouble, start_worker: type[WorkerProcess], source: str, slices: int, per_task: int = 10
+) -> tuple[str, WorkerProcess]:
+    """A job of ``slices`` slices (data 1..slices), and a worker on it that has submitted a result."""
+    job = double.add_job(source, list(range(1, slices + 1)), slices_per_task=per_task)
+    worker = start_worker(double)
+    results(double, job, 1)
+    return job, worker
