@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import resource
 
-# A sandbox's limits unless told otherwise (localexec and the evaluator; the worker has its own).
+# A sandbox's limits unless told otherwise (localexec, the evaluator and the worker alike).
 DEFAULT_MEMORY_MB = 1024
 DEFAULT_SLICE_TIMEOUT_SECONDS = 300.0
 WASM_PAGE_BYTES = 64 << 10

@@ -26,6 +26,7 @@ from dcp_worker.errors import (
     SliceError,
     SliceTimeoutError,
 )
+from dcp_worker.sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLICE_TIMEOUT_SECONDS
 from dcp_worker.supervisor.batch import SliceBatch
 from dcp_worker.supervisor.budget import HostBudget
 from dcp_worker.supervisor.host_process import HostDied, HostTimeout, SandboxHost
@@ -46,8 +47,8 @@ PIPELINE_DEPTH = 2
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    slice_timeout: float = 300.0
-    memory_mb: int = 1024
+    slice_timeout: float = DEFAULT_SLICE_TIMEOUT_SECONDS
+    memory_mb: int = DEFAULT_MEMORY_MB
     # Refuse to run (LockdownError) rather than run in a host that lacks one of its walls.
     require_lockdown: bool = False
 

@@ -72,7 +72,7 @@ log = logging.getLogger("dcp_worker")
 
 WATCHDOG_SECONDS = 7.0
 KEEPALIVE_AFTER_SECONDS = 30.0
-DEFAULT_LIMITS = SandboxLimits(slice_timeout=300.0, memory_mb=1024)
+DEFAULT_LIMITS = SandboxLimits()
 REJECTED_JOBS_KEPT = 64  # dcp-client keeps a ring of the jobs whose work functions rejected work
 
 
