@@ -12,6 +12,7 @@ import base64
 import datetime
 import math
 import struct
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from dcp_worker.jsvalues import (
@@ -161,9 +162,13 @@ def to_json(value: Any, _active: frozenset[int] = frozenset()) -> Any:
 PLAIN_TYPES: Final = frozenset({str, bool, type(None)})
 
 
-def to_json_many(values: list[Any]) -> list[Any]:
-    """``to_json`` of each value; the list itself when its values need no change, as plain
-    strings, booleans, None and integers JavaScript holds exactly do not (checked at C speed)."""
+def to_json_many(values: Iterable[Any]) -> Sequence[Any]:
+    """``to_json`` of each value. Values that need no change (plain strings, booleans, None and
+    integers JavaScript holds exactly, checked at C speed) come back as they are: a list as the
+    list, and a ``range`` as the range, so that its numbers need never exist one by one."""
+    if isinstance(values, range) and (not values or max(abs(values[0]), abs(values[-1])) <= MAX_SAFE_INTEGER):
+        return values
+    values = list(values)
     kinds = set(map(type, values))
     if kinds <= PLAIN_TYPES:
         return values

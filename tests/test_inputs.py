@@ -28,8 +28,13 @@ def test_ranges_are_inclusive_like_dcp(spec: str, values: list[float]) -> None:
 
 
 def test_integral_ranges_are_integers() -> None:
-    assert all(isinstance(v, int) for v in parse_range("1:4"))
+    assert parse_range("1:4") == range(1, 5)
+    assert parse_range("10:-10:-4") == range(10, -11, -4)
     assert all(isinstance(v, float) for v in parse_range("0:1:0.5"))
+
+
+def test_ranges_past_exact_integers_are_floats() -> None:
+    assert parse_range("1e16:1e16") == [1e16]
 
 
 @pytest.mark.parametrize(

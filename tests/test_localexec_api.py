@@ -232,6 +232,23 @@ def test_python_values_arrive_as_javascript_values() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        range(10, -11, -3),
+        range(2**53 - 4, 2**53),
+        range(-(2**53) + 1, -(2**53) + 9, 4),
+        range(2**53 - 2, 2**53 + 2),
+        range(5, 5),
+    ],
+)
+def test_a_range_of_inputs_reaches_the_work_function_number_by_number(inputs: range) -> None:
+    """A range travels to the sandbox as its ends and step; past 2**53 its numbers are bigints."""
+    source = "n => { progress(); return [typeof n, String(n)]; }"
+    kind = ["bigint" if abs(n) > 2**53 - 1 else "number" for n in inputs]
+    assert run(source, inputs, cores=2) == [[k, str(n)] for k, n in zip(kind, inputs, strict=True)]
+
+
 def test_a_circular_result_fails_with_a_clear_error() -> None:
     [error] = run("function () { progress(); const a = {}; a.self = a; return a; }", [0])
     assert isinstance(error, WorkFunctionException)

@@ -61,7 +61,7 @@ def run(
         modules={name: Module(source, f"{name}.js") for name, source in (modules or {}).items()},
         strict=strict,
     )
-    encoded = to_json_many(list(inputs))
+    encoded = to_json_many(inputs)
     results: list[Any] = [None] * len(encoded)
 
     def collect(batch: BatchOutcome) -> None:

@@ -8,7 +8,8 @@ supervisor sees the channel close and starts another host.
 Messages, supervisor to host:
   {"op": "assign", "job": {...}}        -> {"op": "assigned"} or {"op": "assignError", "error": {...}}
   {"op": "run"}, then a frame {"first": n, "data": [...]}  -> {"op": "results", "results": report}
-      (or "numbers": [n, ...] in place of "first", when the slices' numbers do not run on)
+      (or "numbers": [n, ...] in place of "first", when the slices' numbers do not run on; or
+      "from": a, "step": s, "count": k in place of "data", for the integers a, a + s, ...)
   {"op": "eval", "code": "..."}          -> {"op": "evalResult", "ok": true, "value": tagged JSON}
                                             or {"op": "evalResult", "ok": false, "error": {...}}
       (the code runs as a global script; a promise it yields is awaited)

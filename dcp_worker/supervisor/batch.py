@@ -12,7 +12,8 @@ from dcp_worker.json_dump import dump_json
 @dataclass(frozen=True, slots=True)
 class SliceBatch:
     """Slice ``numbers[i]`` runs on ``data[i]`` (tagged JSON). ``numbers`` is a range when the
-    slices run on, as they mostly do, so that no per-slice number needs handling."""
+    slices run on, as they mostly do, and ``data`` may be a range too (of integers JavaScript
+    holds exactly), so that no per-slice number needs handling."""
 
     numbers: Sequence[int]
     data: Sequence[Any]
@@ -26,7 +27,13 @@ class SliceBatch:
 
     def to_json(self) -> bytes:
         """The batch as runtime.js's runBatch reads it."""
-        data = list(self.data)
+        batch: dict[str, Any]
         if isinstance(self.numbers, range) and self.numbers.step == 1:
-            return dump_json({"first": self.numbers.start, "data": data})
-        return dump_json({"numbers": list(self.numbers), "data": data})
+            batch = {"first": self.numbers.start}
+        else:
+            batch = {"numbers": list(self.numbers)}
+        if isinstance(self.data, range):
+            batch.update({"from": self.data.start, "step": self.data.step, "count": len(self.data)})
+        else:
+            batch["data"] = list(self.data)
+        return dump_json(batch)

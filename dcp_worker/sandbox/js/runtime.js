@@ -828,12 +828,15 @@
   // Runs slices [index..] of `batch` ({first | numbers, data}); returns the JSON report, or a
   // promise of it as soon as one slice turns out to be asynchronous.
   function runFrom(batch, index, report) {
+    // Data come as a list, or as a range of integers: from, from + step, ... (count of them).
     const { data, numbers, first } = batch;
-    for (; index < data.length; index++) {
-      beginSlice(numbers === undefined ? first + index : numbers[index], data.length === 1);
+    const count = data === undefined ? batch.count : data.length;
+    for (; index < count; index++) {
+      beginSlice(numbers === undefined ? first + index : numbers[index], count === 1);
       let result;
       try {
-        result = apply(workFunction, null, [decode(data[index]), ...workArguments]);
+        const datum = data === undefined ? batch.from + index * batch.step : decode(data[index]);
+        result = apply(workFunction, null, [datum, ...workArguments]);
         if (isThenable(result)) return finishAsync(batch, index, report, result);
       } catch (e) {
         finishSlice(report, false, e);
