@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import os
 import re
 import sys
@@ -65,6 +67,9 @@ ERROR_LOCATION = re.compile(r"^(.*?):(\d+): (.*)$", re.MULTILINE)
 UNPARSED_SCRIPT = "<anonymous>"
 # On the work function's first line, so that line numbers stay the file's own.
 STRICT_PROLOGUE = '"use strict";'
+# A batch's report is often larger than a pipe's default 64 KiB: with room for all of it, the
+# host writes it and runs its next batch at once instead of waiting for the supervisor to read.
+ANSWER_PIPE_BYTES = 1 << 20
 # Each of the live rings, in UTF-16 code units: 1 MiB.
 LIVE_RING_UNITS = 1 << 19
 
@@ -75,6 +80,8 @@ class Channel:
     def __init__(self) -> None:
         self.read_fd = os.dup(0)
         self.write_fd = os.dup(1)
+        with contextlib.suppress(OSError):  # not a pipe, or more than this system allows
+            fcntl.fcntl(self.write_fd, fcntl.F_SETPIPE_SZ, ANSWER_PIPE_BYTES)
         self.reader: ChannelReader | None = None
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
