@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
-import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dcp_worker.cli.sandbox_options import MemoryOption, RequireLockdownOption
-from dcp_worker.errors import UsageError
+from dcp_worker.errors import LockdownError, UsageError
 from dcp_worker.sandbox.limits import DEFAULT_MEMORY_MB, DEFAULT_SLICE_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from dcp_worker.sandbox.lockdown import LockdownReport
 
 
 class OutputFormat(StrEnum):
@@ -113,16 +116,34 @@ def localexec(
         modules=modules,
         strict=not sloppy,
     )
-    lockdown = check_lockdown(require_lockdown)
-    if not lockdown.complete:
-        print(lockdown.summary(), file=sys.stderr)
-    with result_stream(out) as stream:
+    if require_lockdown:
+        check_lockdown(require=True)  # before any host starts
+    with result_stream(out) as stream, ThreadPoolExecutor(max_workers=1) as probing:
         writer = ResultWriter(stream, output_format.value)
         display = SliceDisplay(total=len(inputs))
         failed = 0
+        # Otherwise the probe, a process of its own, runs while the hosts start; what it found
+        # is shown as soon as it is known (in practice, before the first result).
+        probe: Future[LockdownReport] | None = (
+            None if require_lockdown else probing.submit(check_lockdown, False)
+        )
+
+        def show_lockdown(finished: bool) -> None:
+            nonlocal probe
+            if probe is None or not (finished or probe.done()):
+                return
+            try:
+                lockdown = probe.result()
+            except LockdownError as error:
+                display.line(f"lockdown: unknown ({error})")
+            else:
+                if not lockdown.complete:
+                    display.line(lockdown.summary())
+            probe = None
 
         def report(batch: BatchOutcome) -> None:
             nonlocal failed
+            show_lockdown(finished=False)
             failed += len(batch.failures)
             display.slices_done(batch)
             writer.add(batch)
@@ -134,5 +155,6 @@ def localexec(
             display.line(f"interrupted: results written for slices 1 to {writer.written} of {len(inputs)}")
             raise
         writer.close()
+        show_lockdown(finished=True)
         display.finish()
     return 1 if failed else 0
