@@ -825,10 +825,10 @@
       && typeof value.then === 'function';
   }
 
-  // Runs slices [index..] of `batch` ({first | numbers, data}); returns the JSON report, or a
-  // promise of it as soon as one slice turns out to be asynchronous.
+  // Runs slices [index..] of `batch` ({first | numbers, data | from, step, count}: the data as a
+  // list, or the count integers from, from + step, ...); returns the JSON report, or a promise of
+  // it as soon as one slice turns out to be asynchronous.
   function runFrom(batch, index, report) {
-    // Data come as a list, or as a range of integers: from, from + step, ... (count of them).
     const { data, numbers, first } = batch;
     const count = data === undefined ? batch.count : data.length;
     for (; index < count; index++) {
