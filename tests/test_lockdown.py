@@ -230,6 +230,13 @@ def test_a_host_holds_no_file_only_its_channel_and_v8s_own() -> None:
     assert sum(target.startswith("pipe:") for target in held) >= 3
 
 
+def test_a_host_maps_no_openssl() -> None:
+    """A host never opens a TLS connection, so OpenSSL's code is not in its address space."""
+    maps = host_facts(proc_file("maps"))
+    assert "libmini_racer" in maps
+    assert not [line for line in maps.splitlines() if "libssl" in line or "libcrypto" in line]
+
+
 def test_a_host_killed_by_its_filter_fails_its_slice_and_is_replaced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
